@@ -1,0 +1,1 @@
+//! Runnable examples of the ZenTalk crates live beside this file; see `examples/*.rs`.
