@@ -4,3 +4,9 @@
 //! streaming decoder that never panics. (Being built: see the foundation issue.)
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+/// Protobuf bodies generated from `proto/*.proto` (package `zentalk.wire.v1`).
+#[allow(missing_docs, unreachable_pub, clippy::all)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/zentalk.wire.v1.rs"));
+}
