@@ -28,15 +28,19 @@
 
 mod address;
 pub mod aead;
+pub mod envelope;
 mod error;
 pub mod hash;
+pub mod hpke_auth;
 mod identity;
 pub mod kdf;
+pub mod padding;
 mod secret;
 mod x25519;
 
 pub use address::{Address, NodeId};
 pub use aead::{AeadKey, AeadSuite, NONCE_LEN, TAG_LEN};
+pub use envelope::{Envelope, EnvelopeHeader, EnvelopeId, ReplayConfig, ReplayWindow};
 pub use error::CryptoError;
 pub use identity::{IdentityKeyPair, IdentityPublicKey, SIGNATURE_LEN, Signature};
 pub use secret::SecretBytes;
