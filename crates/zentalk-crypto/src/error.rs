@@ -132,7 +132,9 @@ pub enum CryptoError {
         oldest_accepted: u64,
     },
     /// A timestamp further in the future than the allowed clock skew.
-    #[error("timestamp {timestamp} too far in the future: the latest accepted is {latest_accepted}")]
+    #[error(
+        "timestamp {timestamp} too far in the future: the latest accepted is {latest_accepted}"
+    )]
     TooFarInFuture {
         /// The envelope's timestamp.
         timestamp: u64,

@@ -100,11 +100,9 @@ pub fn seal(
     let mode = OpModeS::<Kem>::Auth((private_key(sender)?, public_key(&sender.public_key())?));
     let pk_r = public_key(recipient)?;
     let (enc, ct) = match suite {
-        AeadSuite::Aes256Gcm => {
-            hpke::single_shot_seal::<AesGcm256, HkdfSha256, Kem, _>(
-                &mode, &pk_r, info, plaintext, aad, rng,
-            )
-        }
+        AeadSuite::Aes256Gcm => hpke::single_shot_seal::<AesGcm256, HkdfSha256, Kem, _>(
+            &mode, &pk_r, info, plaintext, aad, rng,
+        ),
         AeadSuite::ChaCha20Poly1305 => {
             hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, Kem, _>(
                 &mode, &pk_r, info, plaintext, aad, rng,
@@ -176,7 +174,15 @@ mod tests {
                 open(suite, &eve, &alice.public_key(), &enc, b"info", b"aad", &ct),
                 open(suite, &bob, &alice.public_key(), &enc, b"infO", b"aad", &ct),
                 open(suite, &bob, &alice.public_key(), &enc, b"info", b"aaD", &ct),
-                open(suite, &bob, &alice.public_key(), &enc, b"info", b"aad", &ct[1..]),
+                open(
+                    suite,
+                    &bob,
+                    &alice.public_key(),
+                    &enc,
+                    b"info",
+                    b"aad",
+                    &ct[1..],
+                ),
             ] {
                 assert_eq!(res, Err(CryptoError::AeadFailure));
             }
@@ -199,7 +205,15 @@ mod tests {
         let bob = X25519Secret::generate(&mut rng);
         let zero = X25519PublicKey::from_bytes([0; 32]);
         assert_eq!(
-            seal(&mut rng, AeadSuite::Aes256Gcm, &alice, &zero, b"", b"", b"x"),
+            seal(
+                &mut rng,
+                AeadSuite::Aes256Gcm,
+                &alice,
+                &zero,
+                b"",
+                b"",
+                b"x"
+            ),
             Err(CryptoError::LowOrderPoint)
         );
         let (_, ct) = seal(
@@ -213,7 +227,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            open(AeadSuite::Aes256Gcm, &bob, &alice.public_key(), &[0; 32], b"", b"", &ct),
+            open(
+                AeadSuite::Aes256Gcm,
+                &bob,
+                &alice.public_key(),
+                &[0; 32],
+                b"",
+                b"",
+                &ct
+            ),
             Err(CryptoError::LowOrderPoint)
         );
     }

@@ -74,7 +74,7 @@ pub const fn is_bucket(len: usize) -> bool {
     } else if len <= LARGE_BUCKET_STEP {
         len.is_power_of_two()
     } else {
-        len % LARGE_BUCKET_STEP == 0
+        len.is_multiple_of(LARGE_BUCKET_STEP)
     }
 }
 
@@ -151,7 +151,17 @@ mod tests {
         }
         assert_eq!(POW2_BUCKETS[0], MIN_BUCKET);
         assert_eq!(POW2_BUCKETS[POW2_BUCKETS.len() - 1], LARGE_BUCKET_STEP);
-        for bad in [0, 1, 128, 255, 257, 384, 65_537, 98_304, MAX_PADDED_LEN + LARGE_BUCKET_STEP] {
+        for bad in [
+            0,
+            1,
+            128,
+            255,
+            257,
+            384,
+            65_537,
+            98_304,
+            MAX_PADDED_LEN + LARGE_BUCKET_STEP,
+        ] {
             assert!(!is_bucket(bad), "{bad}");
         }
         // The full bucket list: 9 powers of two and 15 multiples of 64 KiB above them.

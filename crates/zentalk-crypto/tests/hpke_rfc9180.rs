@@ -7,7 +7,7 @@
 //! `DeriveKeyPair(ikmE)`, so an RNG that yields `ikmE` reproduces `enc` and the ciphertext.
 //! Every entry also runs the key schedule through the `hpke` crate's API (sequence numbers
 //! 0..=3 and the exporter).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use hpke::{
     Deserializable, Kem as _, OpModeR, Serializable,
@@ -144,7 +144,10 @@ fn key_derivation_matches() {
 #[test]
 fn auth_mode_seal_through_our_wrapper_reproduces_enc_and_ciphertext() {
     let mut checked = 0;
-    for v in vectors().into_iter().filter(|v| v.mode == hpke_auth::MODE_AUTH) {
+    for v in vectors()
+        .into_iter()
+        .filter(|v| v.mode == hpke_auth::MODE_AUTH)
+    {
         let s = suite(v.aead_id);
         assert_eq!(hpke_auth::aead_id(s), v.aead_id);
         let sender = X25519Secret::from_bytes(&h32(v.skSm.as_deref().unwrap()));
@@ -176,7 +179,10 @@ fn auth_mode_seal_through_our_wrapper_reproduces_enc_and_ciphertext() {
 
 #[test]
 fn auth_mode_open_through_our_wrapper() {
-    for v in vectors().into_iter().filter(|v| v.mode == hpke_auth::MODE_AUTH) {
+    for v in vectors()
+        .into_iter()
+        .filter(|v| v.mode == hpke_auth::MODE_AUTH)
+    {
         let s = suite(v.aead_id);
         let recipient = X25519Secret::from_bytes(&h32(&v.skRm));
         let sender = X25519PublicKey::from_bytes(h32(v.pkSm.as_deref().unwrap()));

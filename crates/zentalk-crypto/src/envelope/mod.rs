@@ -81,7 +81,7 @@ pub use replay::{
 
 use crate::hpke_auth::{self, ENC_LEN};
 use crate::{
-    AeadSuite, Address, CryptoError, IdentityKeyPair, IdentityPublicKey, TAG_LEN, padding,
+    Address, AeadSuite, CryptoError, IdentityKeyPair, IdentityPublicKey, TAG_LEN, padding,
 };
 
 /// The envelope format version this crate writes and reads.

@@ -58,24 +58,13 @@ impl Default for ReplayConfig {
 /// the window; [`ReplayWindow::check`] is the read-only pre-filter.
 ///
 /// Times are seconds since the Unix epoch, passed in by the caller: the window reads no clock.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ReplayWindow {
     config: ReplayConfig,
     by_key: BTreeMap<(Address, EnvelopeId), u64>,
     by_time: BTreeSet<(u64, Address, EnvelopeId)>,
     /// Highest timestamp of any forgotten entry.
     floor: Option<u64>,
-}
-
-impl Default for ReplayWindow {
-    fn default() -> Self {
-        Self {
-            config: ReplayConfig::default(),
-            by_key: BTreeMap::new(),
-            by_time: BTreeSet::new(),
-            floor: None,
-        }
-    }
 }
 
 impl ReplayWindow {
@@ -223,7 +212,10 @@ mod tests {
         let mut w = small(8);
         assert_eq!(w.accept(&alice, &id(1), NOW, NOW), Ok(()));
         assert_eq!(w.accept(&alice, &id(1), NOW, NOW), Err(CryptoError::Replay));
-        assert_eq!(w.check(&alice, &id(1), NOW, NOW + 5), Err(CryptoError::Replay));
+        assert_eq!(
+            w.check(&alice, &id(1), NOW, NOW + 5),
+            Err(CryptoError::Replay)
+        );
         // The same id from another sender is a different envelope.
         assert_eq!(w.accept(&bob, &id(1), NOW, NOW), Ok(()));
         // Edges of the window are inclusive.
@@ -276,7 +268,10 @@ mod tests {
             assert!(w.len() <= max);
             assert!(w.by_time.len() == w.by_key.len());
         }
-        assert!(accepted.len() > max, "the window keeps accepting fresh envelopes");
+        assert!(
+            accepted.len() > max,
+            "the window keeps accepting fresh envelopes"
+        );
         for (n, ts) in accepted {
             let res = w.accept(&alice, &id(n), ts, NOW);
             assert!(
@@ -291,12 +286,18 @@ mod tests {
         let ok = ReplayConfig::default();
         assert!(ReplayWindow::new(ok).is_ok());
         for bad in [
-            ReplayConfig { max_entries: 0, ..ok },
+            ReplayConfig {
+                max_entries: 0,
+                ..ok
+            },
             ReplayConfig {
                 max_entries: MAX_ENTRIES_LIMIT + 1,
                 ..ok
             },
-            ReplayConfig { max_age_secs: 0, ..ok },
+            ReplayConfig {
+                max_age_secs: 0,
+                ..ok
+            },
             ReplayConfig {
                 max_age_secs: MAX_AGE_LIMIT_SECS + 1,
                 ..ok
