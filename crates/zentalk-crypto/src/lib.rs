@@ -10,8 +10,21 @@
 //!
 //! Secret types are boxed, zeroized on drop and print as `[REDACTED]` in `Debug`.
 //!
+//! What is where:
+//!
+//! - [`IdentityKeyPair`] / [`IdentityPublicKey`]: Ed25519 identities and their X25519 form;
+//!   [`Address`] / [`NodeId`]: BLAKE2b-256 of an identity key, in hex or base32.
+//! - [`X25519Secret`] / [`X25519PublicKey`]: agreement keys that refuse low-order points.
+//! - [`aead`]: [`AeadSuite`] (AES-256-GCM default, ChaCha20-Poly1305) with one-byte wire codes.
+//! - [`kdf`] and [`hash`]: HKDF-SHA256, HMAC-SHA256, BLAKE2b-256, constant-time equality.
+//! - [`padding`]: ISO/IEC 7816-4 padding to size buckets (256 B .. 64 KiB by powers of two,
+//!   then 64 KiB steps up to 1 MiB).
+//! - [`hpke_auth`]: single-shot HPKE (RFC 9180) in Auth mode, checked against the RFC vectors.
+//! - [`envelope`]: sealed [`Envelope`]s between two identities, with a bounded
+//!   [`ReplayWindow`].
+//!
 //! ```
-//! use zentalk_crypto::{Address, IdentityKeyPair};
+//! use zentalk_crypto::{Address, AeadSuite, Envelope, IdentityKeyPair, ReplayWindow};
 //! use rand_core::OsRng;
 //!
 //! let alice = IdentityKeyPair::generate(&mut OsRng);
@@ -22,6 +35,19 @@
 //! let address: Address = alice.public_key().address();
 //! let parsed: Address = address.to_base32().parse().unwrap();
 //! assert_eq!(parsed, address);
+//!
+//! // A sealed envelope from Alice to Bob, at a time the caller supplies.
+//! let bob = IdentityKeyPair::generate(&mut OsRng);
+//! let now = 1_800_000_000;
+//! let bytes = Envelope::seal(&mut OsRng, AeadSuite::default(), &alice, &bob.public_key(), now, b"hi")
+//!     .unwrap()
+//!     .to_bytes();
+//! let mut window = ReplayWindow::default();
+//! let envelope = Envelope::from_bytes(&bytes).unwrap();
+//! let message = envelope
+//!     .open_and_accept(&bob, &alice.public_key(), &mut window, now)
+//!     .unwrap();
+//! assert_eq!(message, b"hi");
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -45,6 +71,11 @@ pub use error::CryptoError;
 pub use identity::{IdentityKeyPair, IdentityPublicKey, SIGNATURE_LEN, Signature};
 pub use secret::SecretBytes;
 pub use x25519::{SharedSecret, X25519PublicKey, X25519Secret};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;
 
 /// Re-exported so that callers name the same RNG traits this crate takes.
 pub use rand_core::{CryptoRng, CryptoRngCore, RngCore};

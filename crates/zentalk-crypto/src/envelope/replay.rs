@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::EnvelopeId;
 use crate::{Address, CryptoError};
 
-/// Default number of (sender, id) pairs remembered: 16 384 entries, about 2.5 MiB.
+/// Default number of (sender, id) pairs remembered: 16 384 entries, about 3 MiB
+/// (two ordered maps, roughly 150-200 bytes per entry).
 pub const DEFAULT_MAX_ENTRIES: usize = 16_384;
-/// The most entries a window may be configured to remember (262 144, about 40 MiB).
+/// The most entries a window may be configured to remember (262 144, about 50 MiB).
 pub const MAX_ENTRIES_LIMIT: usize = 1 << 18;
 /// Default maximum age of an envelope: 7 days, so mail that waited in an offline mailbox for
 /// a week is still accepted.
