@@ -11,7 +11,8 @@
 //! [`Frame::encode`], or from an onion packet's raw bytes with [`Frame::onion_packet`]. Take
 //! frames off a byte stream with [`decode`] (and [`decode_eof`] when the stream ends), or from
 //! a buffer that holds exactly one frame (a UDP datagram, a Noise transport message) with
-//! [`Frame::decode_exact`]. Then [`Frame::decode_body`] checks the type and decodes the body.
+//! [`Frame::decode_exact`]. Then [`Frame::decode_body`] checks the type and decodes the body
+//! (or [`Body::decode`] decodes whichever body the header names).
 //!
 //! ```
 //! use bytes::BytesMut;
@@ -51,6 +52,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod body;
 mod decode;
 mod error;
 mod frame;
@@ -59,6 +61,10 @@ mod message;
 pub mod reader;
 mod types;
 
+/// Re-exported because frames are built from and decoded into its `Bytes` and `BytesMut`.
+pub use bytes;
+
+pub use body::Body;
 pub use decode::{decode, decode_eof};
 pub use error::WireError;
 pub use frame::Frame;
@@ -72,6 +78,11 @@ pub use types::{
     MAX_FRAME_LEN, MAX_MAILBOX_PAYLOAD_LEN, MAX_ONION_PACKET_LEN, MAX_RECEIPT_IDS, MessageType,
     NOISE_MAX_MESSAGE_LEN, NOISE_TAG_LEN, UnknownMessageType, max_body_len,
 };
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;
 
 /// Protobuf bodies generated from `proto/*.proto` (package `zentalk.wire.v1`).
 ///
