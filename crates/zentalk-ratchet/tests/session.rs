@@ -341,3 +341,68 @@ fn debug_output_is_redacted() {
     assert!(!d.contains(&seed));
     assert!(!d.contains(&format!("{:?}", alice.identity().seed().as_slice())));
 }
+
+#[test]
+fn header_encryption_hides_keys_and_counters() {
+    let mut rng = rng(11);
+    let config = SessionConfig {
+        header_encryption: true,
+        ..Default::default()
+    };
+    let (_, _, mut a, mut b) = pair(&mut rng, config);
+    let r = b.encrypt(&mut rng, b"r").unwrap();
+    a.decrypt(&r).unwrap();
+    let ratchet = a.ratchet_public_key();
+    let m1 = a.encrypt(&mut rng, b"same length").unwrap();
+    let m2 = a.encrypt(&mut rng, b"same length").unwrap();
+    assert_eq!(m1.to_bytes()[0], 0x03);
+    // After the DH step the key that the header carries is a fresh one; neither it, nor any
+    // earlier ratchet key, appears in the bytes a relay sees.
+    let new_ratchet = a.ratchet_public_key();
+    assert_ne!(ratchet, new_ratchet);
+    for m in [&m1, &m2] {
+        let bytes = m.to_bytes();
+        for key in [ratchet, new_ratchet] {
+            assert!(!bytes.windows(32).any(|w| w == key.as_bytes()));
+        }
+        // The counters 0 and 1 do not appear as a 4-byte big-endian run after the nonce.
+        assert_eq!(bytes.len(), 1 + 12 + 56 + 11 + 16);
+    }
+    // Two messages of one chain share no header bytes in the clear.
+    let (h1, h2) = (&m1.to_bytes()[1..69], &m2.to_bytes()[1..69]);
+    assert_ne!(h1, h2);
+    assert_eq!(b.decrypt(&m2).unwrap(), b"same length");
+    assert_eq!(b.decrypt(&m1).unwrap(), b"same length");
+}
+
+#[test]
+fn header_encryption_skipped_keys_across_chains() {
+    let mut rng = rng(12);
+    let config = SessionConfig {
+        header_encryption: true,
+        suite: AeadSuite::ChaCha20Poly1305,
+    };
+    let (_, _, mut a, mut b) = pair(&mut rng, config);
+    // Three chains with a gap in each; deliver the gaps last.
+    let mut held = Vec::new();
+    for round in 0..3u8 {
+        held.push((a.encrypt(&mut rng, &[round, 0]).unwrap(), [round, 0]));
+        let m = a.encrypt(&mut rng, &[round, 1]).unwrap();
+        assert_eq!(b.decrypt(&m).unwrap(), [round, 1]);
+        let r = b.encrypt(&mut rng, b"r").unwrap();
+        a.decrypt(&r).unwrap();
+    }
+    assert_eq!(b.skipped_key_count(), 3);
+    for (m, pt) in held.iter().rev() {
+        assert_eq!(b.decrypt(m).unwrap(), pt);
+    }
+    // A header sealed under a key nobody has is a typed error.
+    let m = a.encrypt(&mut rng, b"x").unwrap();
+    let mut bytes = m.to_bytes();
+    bytes[20] ^= 1;
+    assert_eq!(
+        b.decrypt(&Message::from_bytes(&bytes).unwrap()),
+        Err(DecryptError::HeaderAuthentication)
+    );
+    assert_eq!(b.decrypt(&m).unwrap(), b"x");
+}
