@@ -36,7 +36,9 @@ pub enum StoreError {
     },
     /// The file has a schema migration this build does not know (it was written by a newer
     /// version). Nothing was modified.
-    #[error("the store was written by a newer version (unknown migration {found}, newest known {expected})")]
+    #[error(
+        "the store was written by a newer version (unknown migration {found}, newest known {expected})"
+    )]
     NewerSchema {
         /// Newest migration version this build knows.
         expected: i64,
@@ -44,7 +46,9 @@ pub enum StoreError {
         found: i64,
     },
     /// An encrypted column is shorter than the smallest possible ciphertext.
-    #[error("truncated ciphertext in {table}.{column}: expected at least {expected} bytes, found {found}")]
+    #[error(
+        "truncated ciphertext in {table}.{column}: expected at least {expected} bytes, found {found}"
+    )]
     TruncatedCiphertext {
         /// Table of the column.
         table: &'static str,
@@ -56,7 +60,9 @@ pub enum StoreError {
         found: usize,
     },
     /// An encrypted column failed to authenticate: tampered, or moved from another row.
-    #[error("ciphertext in {table}.{column} failed to authenticate (tampered or moved between rows)")]
+    #[error(
+        "ciphertext in {table}.{column} failed to authenticate (tampered or moved between rows)"
+    )]
     Tampered {
         /// Table of the column.
         table: &'static str,
@@ -179,7 +185,9 @@ pub enum MailboxError {
     #[error("unsupported mailbox URL (expected sqlite:// or postgres://): {0}")]
     UnsupportedUrl(String),
     /// The database has a migration this build does not know (written by a newer version).
-    #[error("the mailbox was written by a newer version (unknown migration {found}, newest known {expected})")]
+    #[error(
+        "the mailbox was written by a newer version (unknown migration {found}, newest known {expected})"
+    )]
     NewerSchema {
         /// Newest migration version this build knows.
         expected: i64,
@@ -217,14 +225,13 @@ const SQLITE_NOTADB: &str = "26";
 
 /// True if `e` is SQLite reporting a corrupt or foreign file.
 pub(crate) fn is_corruption(e: &sqlx::Error) -> bool {
-    if let sqlx::Error::Database(db) = e {
-        if let Some(code) = db.code() {
-            // Extended codes keep the primary code in the low byte.
-            let primary = code.parse::<u32>().map(|c| (c & 0xff).to_string());
-            if let Ok(p) = primary {
-                return p == SQLITE_CORRUPT || p == SQLITE_NOTADB;
-            }
-        }
+    if let sqlx::Error::Database(db) = e
+        && let Some(code) = db.code()
+        && let Ok(c) = code.parse::<u32>()
+    {
+        // Extended codes keep the primary code in the low byte.
+        let primary = (c & 0xff).to_string();
+        return primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB;
     }
     false
 }

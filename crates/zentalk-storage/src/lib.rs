@@ -65,7 +65,10 @@ pub use error::{MailboxError, QuotaKind, QuotaScope, StoreError};
 
 /// Fills `buf` from the operating system's RNG. L2 code: the one place this crate reaches for
 /// OS randomness (salts, data keys, ids, the seed of the nonce generator).
-#[allow(clippy::disallowed_types, reason = "L2 storage driver: OS randomness for salts, keys and nonce seeds")]
+#[allow(
+    clippy::disallowed_types,
+    reason = "L2 storage driver: OS randomness for salts, keys and nonce seeds"
+)]
 pub(crate) fn os_fill(buf: &mut [u8]) {
     use rand_core::RngCore;
     rand_core::OsRng.fill_bytes(buf);
@@ -73,7 +76,10 @@ pub(crate) fn os_fill(buf: &mut [u8]) {
 
 /// Milliseconds since the Unix epoch from the system clock (for bookkeeping timestamps that
 /// carry no protocol meaning, such as `store_meta.created_at`).
-#[allow(clippy::disallowed_methods, reason = "L2 storage driver: wall-clock bookkeeping timestamp")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "L2 storage driver: wall-clock bookkeeping timestamp"
+)]
 pub fn unix_now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -2,6 +2,7 @@
 //! SQLite and on PostgreSQL. The PostgreSQL runs need `ZENTALK_TEST_POSTGRES_URL` (see
 //! `scripts/pg-test-server.sh`); without it they print that they were skipped, and why.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::disallowed_methods, reason = "L2 tests: wall clock for seeds, timing and unique names")]
 
 use std::future::Future;
 use std::str::FromStr;
@@ -9,8 +10,8 @@ use std::sync::Arc;
 
 use sqlx::postgres::PgConnectOptions;
 use zentalk_storage::mailbox::{
-    Cursor, Limits, MAX_ACK, MAX_FETCH, MAX_PAYLOAD_LEN, Mailbox, MailboxBackend, MailboxId, MessageId, PostgresMailbox,
-    PutOutcome, SqliteMailbox, TransitOutcome,
+    Cursor, Limits, MAX_ACK, MAX_FETCH, MAX_PAYLOAD_LEN, Mailbox, MailboxBackend, MailboxId,
+    MessageId, PostgresMailbox, PutOutcome, SqliteMailbox, TransitOutcome,
 };
 use zentalk_storage::{MailboxError, QuotaKind, QuotaScope};
 
@@ -46,13 +47,19 @@ async fn pg_schema(url: &str) -> String {
     let mut b = [0u8; 8];
     getrandom_fill(&mut b);
     let name = format!("zt_test_{}", hex(&b));
-    sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&mut c).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {name}"))
+        .execute(&mut c)
+        .await
+        .unwrap();
     name
 }
 
 fn getrandom_fill(b: &mut [u8]) {
     use rand_chacha::rand_core::{RngCore, SeedableRng};
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
         ^ u64::from(std::process::id()) << 32;
     rand_chacha::ChaCha20Rng::seed_from_u64(seed ^ (b.as_ptr() as u64)).fill_bytes(b);
 }
@@ -74,8 +81,12 @@ where
         return;
     };
     let schema = pg_schema(&url).await;
-    let opts = PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
-    let m = Arc::new(Mailbox::Postgres(PostgresMailbox::open_with(opts, limits).await.unwrap()));
+    let opts = PgConnectOptions::from_str(&url)
+        .unwrap()
+        .options([("search_path", schema.as_str())]);
+    let m = Arc::new(Mailbox::Postgres(
+        PostgresMailbox::open_with(opts, limits).await.unwrap(),
+    ));
     body(m.clone()).await;
     Arc::try_unwrap(m).unwrap().close().await;
 }
@@ -120,12 +131,24 @@ async fn suite_put_fetch_ack(m: &Mailbox) {
     let a = mb(1);
     let mut seqs = Vec::new();
     for i in 0..10 {
-        match m.put(&a, &id(i), format!("payload {i}").as_bytes(), T0 + u64::from(i)).await.unwrap() {
+        match m
+            .put(
+                &a,
+                &id(i),
+                format!("payload {i}").as_bytes(),
+                T0 + u64::from(i),
+            )
+            .await
+            .unwrap()
+        {
             PutOutcome::Stored { seq } => seqs.push(seq),
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "arrival order: {seqs:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "arrival order: {seqs:?}"
+    );
     let p1 = m.fetch(&a, Cursor::START, 4, T0).await.unwrap();
     assert_eq!(p1.envelopes.len(), 4);
     assert_eq!(p1.envelopes[0].message_id, id(0));
@@ -133,7 +156,13 @@ async fn suite_put_fetch_ack(m: &Mailbox) {
     assert_eq!(p1.envelopes[0].received_at_ms, T0);
     assert_eq!(p1.envelopes[0].expires_at_ms, T0 + Limits::default().ttl_ms);
     let p2 = m.fetch(&a, p1.next, 100, T0).await.unwrap();
-    assert_eq!(p2.envelopes.iter().map(|e| e.message_id).collect::<Vec<_>>(), (4..10).map(id).collect::<Vec<_>>());
+    assert_eq!(
+        p2.envelopes
+            .iter()
+            .map(|e| e.message_id)
+            .collect::<Vec<_>>(),
+        (4..10).map(id).collect::<Vec<_>>()
+    );
     let p3 = m.fetch(&a, p2.next, 100, T0).await.unwrap();
     assert!(p3.envelopes.is_empty());
     assert_eq!(p3.next, p2.next);
@@ -152,8 +181,14 @@ async fn suite_idempotent(m: &Mailbox) {
     let a = mb(2);
     let first = m.put(&a, &id(7), b"x", T0).await.unwrap();
     assert!(matches!(first, PutOutcome::Stored { .. }));
-    assert_eq!(m.put(&a, &id(7), b"x", T0 + 5).await.unwrap(), PutOutcome::Duplicate);
-    assert_eq!(m.put(&a, &id(7), b"different", T0 + 5).await.unwrap(), PutOutcome::Duplicate);
+    assert_eq!(
+        m.put(&a, &id(7), b"x", T0 + 5).await.unwrap(),
+        PutOutcome::Duplicate
+    );
+    assert_eq!(
+        m.put(&a, &id(7), b"different", T0 + 5).await.unwrap(),
+        PutOutcome::Duplicate
+    );
     // Same id concurrently, many times: exactly one is stored.
     let eight = id(8);
     let mut handles = Vec::new();
@@ -161,8 +196,20 @@ async fn suite_idempotent(m: &Mailbox) {
         handles.push(m.put(&a, &eight, b"y", T0));
     }
     let outcomes = futures_join(handles).await;
-    assert_eq!(outcomes.iter().filter(|o| matches!(o, Ok(PutOutcome::Stored { .. }))).count(), 1);
-    assert_eq!(outcomes.iter().filter(|o| matches!(o, Ok(PutOutcome::Duplicate))).count(), 19);
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, Ok(PutOutcome::Stored { .. })))
+            .count(),
+        1
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, Ok(PutOutcome::Duplicate)))
+            .count(),
+        19
+    );
     let page = m.fetch(&a, Cursor::START, 10, T0).await.unwrap();
     assert_eq!(page.envelopes.len(), 2);
     assert_eq!(page.envelopes[0].payload, b"x");
@@ -184,7 +231,11 @@ async fn futures_join<F: Future>(fs: Vec<F>) -> Vec<F::Output> {
                 }
             }
         }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
     })
     .await;
     for r in results {
@@ -204,9 +255,28 @@ async fn suite_isolation(m: &Mailbox) {
     assert_eq!(pb.envelopes[0].payload, b"for b");
     // Acking in b deletes only b's copy.
     assert_eq!(m.ack(&b, &[id(1)]).await.unwrap(), 1);
-    assert_eq!(m.fetch(&a, Cursor::START, 10, T0).await.unwrap().envelopes.len(), 1);
-    assert!(m.fetch(&b, Cursor::START, 10, T0).await.unwrap().envelopes.is_empty());
-    assert!(m.fetch(&mb(5), Cursor::START, 10, T0).await.unwrap().envelopes.is_empty());
+    assert_eq!(
+        m.fetch(&a, Cursor::START, 10, T0)
+            .await
+            .unwrap()
+            .envelopes
+            .len(),
+        1
+    );
+    assert!(
+        m.fetch(&b, Cursor::START, 10, T0)
+            .await
+            .unwrap()
+            .envelopes
+            .is_empty()
+    );
+    assert!(
+        m.fetch(&mb(5), Cursor::START, 10, T0)
+            .await
+            .unwrap()
+            .envelopes
+            .is_empty()
+    );
 }
 
 async fn suite_mailbox_quota(m: &Mailbox) {
@@ -215,17 +285,34 @@ async fn suite_mailbox_quota(m: &Mailbox) {
         m.put(&a, &id(i), b"m", T0).await.unwrap();
     }
     match m.put(&a, &id(3), b"m", T0).await {
-        Err(MailboxError::Full { scope: QuotaScope::Mailbox, kind: QuotaKind::Messages, limit: 3, current: 3 }) => {}
+        Err(MailboxError::Full {
+            scope: QuotaScope::Mailbox,
+            kind: QuotaKind::Messages,
+            limit: 3,
+            current: 3,
+        }) => {}
         other => panic!("expected Full, got {other:?}"),
     }
     // A retry of a queued message is still a duplicate, not Full.
-    assert_eq!(m.put(&a, &id(2), b"m", T0).await.unwrap(), PutOutcome::Duplicate);
+    assert_eq!(
+        m.put(&a, &id(2), b"m", T0).await.unwrap(),
+        PutOutcome::Duplicate
+    );
     // Another mailbox is unaffected.
-    assert!(matches!(m.put(&mb(7), &id(3), b"m", T0).await.unwrap(), PutOutcome::Stored { .. }));
+    assert!(matches!(
+        m.put(&mb(7), &id(3), b"m", T0).await.unwrap(),
+        PutOutcome::Stored { .. }
+    ));
     // Ack frees space.
     assert_eq!(m.ack(&a, &[id(0)]).await.unwrap(), 1);
-    assert!(matches!(m.put(&a, &id(3), b"m", T0).await.unwrap(), PutOutcome::Stored { .. }));
-    assert!(matches!(m.put(&a, &id(4), b"m", T0).await, Err(MailboxError::Full { .. })));
+    assert!(matches!(
+        m.put(&a, &id(3), b"m", T0).await.unwrap(),
+        PutOutcome::Stored { .. }
+    ));
+    assert!(matches!(
+        m.put(&a, &id(4), b"m", T0).await,
+        Err(MailboxError::Full { .. })
+    ));
     assert_eq!(m.usage(&a).await.unwrap(), (3, 3));
 }
 
@@ -233,10 +320,18 @@ async fn suite_mailbox_bytes(m: &Mailbox) {
     let a = mb(8);
     m.put(&a, &id(0), &[0u8; 60], T0).await.unwrap();
     match m.put(&a, &id(1), &[0u8; 41], T0).await {
-        Err(MailboxError::Full { scope: QuotaScope::Mailbox, kind: QuotaKind::Bytes, limit: 100, current: 60 }) => {}
+        Err(MailboxError::Full {
+            scope: QuotaScope::Mailbox,
+            kind: QuotaKind::Bytes,
+            limit: 100,
+            current: 60,
+        }) => {}
         other => panic!("expected Full(bytes), got {other:?}"),
     }
-    assert!(matches!(m.put(&a, &id(1), &[0u8; 40], T0).await.unwrap(), PutOutcome::Stored { .. }));
+    assert!(matches!(
+        m.put(&a, &id(1), &[0u8; 40], T0).await.unwrap(),
+        PutOutcome::Stored { .. }
+    ));
 }
 
 async fn suite_global_quota(m: &Mailbox) {
@@ -244,18 +339,33 @@ async fn suite_global_quota(m: &Mailbox) {
         m.put(&mb(10 + i), &id(0), b"g", T0).await.unwrap();
     }
     match m.put(&mb(20), &id(0), b"g", T0).await {
-        Err(MailboxError::Full { scope: QuotaScope::Global, kind: QuotaKind::Messages, limit: 4, current: 4 }) => {}
+        Err(MailboxError::Full {
+            scope: QuotaScope::Global,
+            kind: QuotaKind::Messages,
+            limit: 4,
+            current: 4,
+        }) => {}
         other => panic!("expected global Full, got {other:?}"),
     }
     m.ack(&mb(10), &[id(0)]).await.unwrap();
-    assert!(matches!(m.put(&mb(20), &id(0), b"g", T0).await.unwrap(), PutOutcome::Stored { .. }));
+    assert!(matches!(
+        m.put(&mb(20), &id(0), b"g", T0).await.unwrap(),
+        PutOutcome::Stored { .. }
+    ));
 }
 
 async fn suite_ttl(m: &Mailbox) {
     let a = mb(30);
     m.put(&a, &id(0), b"old", T0).await.unwrap();
     m.put(&a, &id(1), b"new", T0 + 600).await.unwrap();
-    assert_eq!(m.fetch(&a, Cursor::START, 10, T0 + 999).await.unwrap().envelopes.len(), 2);
+    assert_eq!(
+        m.fetch(&a, Cursor::START, 10, T0 + 999)
+            .await
+            .unwrap()
+            .envelopes
+            .len(),
+        2
+    );
     // At T0 + 1000 the first has expired: never served, even before it is deleted.
     let p = m.fetch(&a, Cursor::START, 10, T0 + 1000).await.unwrap();
     assert_eq!(p.envelopes.len(), 1);
@@ -267,17 +377,28 @@ async fn suite_ttl(m: &Mailbox) {
     assert_eq!(m.expire(T0 + 1600).await.unwrap().messages, 1);
     assert_eq!(m.usage(&a).await.unwrap(), (0, 0));
     // After expiry the id may be queued again.
-    assert!(matches!(m.put(&a, &id(0), b"again", T0 + 2000).await.unwrap(), PutOutcome::Stored { .. }));
+    assert!(matches!(
+        m.put(&a, &id(0), b"again", T0 + 2000).await.unwrap(),
+        PutOutcome::Stored { .. }
+    ));
 }
 
 async fn suite_transit(m: &Mailbox) {
     let h = |n: u8| [n; 32];
-    assert_eq!(m.record_transit(&h(1), T0).await.unwrap(), TransitOutcome::Recorded);
-    assert_eq!(m.record_transit(&h(1), T0 + 1).await.unwrap(), TransitOutcome::AlreadySeen);
+    assert_eq!(
+        m.record_transit(&h(1), T0).await.unwrap(),
+        TransitOutcome::Recorded
+    );
+    assert_eq!(
+        m.record_transit(&h(1), T0 + 1).await.unwrap(),
+        TransitOutcome::AlreadySeen
+    );
     assert_eq!(m.transit_seen(&h(1)).await.unwrap(), Some(T0));
     assert_eq!(m.transit_seen(&h(2)).await.unwrap(), None);
     for n in 2..=4 {
-        m.record_transit(&h(n), T0 + 500 + u64::from(n)).await.unwrap();
+        m.record_transit(&h(n), T0 + 500 + u64::from(n))
+            .await
+            .unwrap();
     }
     // Retention 1000 ms: h(1) (T0) is past it at T0 + 1001; the cap of 3 keeps the rest.
     let e = m.expire(T0 + 1001).await.unwrap();
@@ -294,16 +415,32 @@ async fn suite_transit(m: &Mailbox) {
 async fn suite_limits(m: &Mailbox) {
     let a = mb(40);
     match m.put(&a, &id(0), &vec![0u8; MAX_PAYLOAD_LEN + 1], T0).await {
-        Err(MailboxError::PayloadTooLarge { max, found }) => assert_eq!((max, found), (MAX_PAYLOAD_LEN, MAX_PAYLOAD_LEN + 1)),
+        Err(MailboxError::PayloadTooLarge { max, found }) => {
+            assert_eq!((max, found), (MAX_PAYLOAD_LEN, MAX_PAYLOAD_LEN + 1))
+        }
         other => panic!("expected PayloadTooLarge, got {other:?}"),
     }
-    assert!(matches!(m.put(&a, &id(0), &vec![0u8; MAX_PAYLOAD_LEN], T0).await.unwrap(), PutOutcome::Stored { .. }));
+    assert!(matches!(
+        m.put(&a, &id(0), &vec![0u8; MAX_PAYLOAD_LEN], T0)
+            .await
+            .unwrap(),
+        PutOutcome::Stored { .. }
+    ));
     assert!(matches!(
         m.fetch(&a, Cursor::START, MAX_FETCH + 1, T0).await,
-        Err(MailboxError::LimitTooLarge { what: "fetch limit", .. })
+        Err(MailboxError::LimitTooLarge {
+            what: "fetch limit",
+            ..
+        })
     ));
     let ids: Vec<_> = (0..=MAX_ACK as u32).map(id).collect();
-    assert!(matches!(m.ack(&a, &ids).await, Err(MailboxError::LimitTooLarge { what: "ack ids", .. })));
+    assert!(matches!(
+        m.ack(&a, &ids).await,
+        Err(MailboxError::LimitTooLarge {
+            what: "ack ids",
+            ..
+        })
+    ));
     assert_eq!(m.usage(&a).await.unwrap(), (1, MAX_PAYLOAD_LEN as u64));
 }
 
@@ -311,7 +448,11 @@ async fn suite_concurrent(m: &Mailbox) {
     let a = mb(50);
     let ids: Vec<MessageId> = (0..600u32).map(id).collect();
     let payloads: Vec<[u8; 4]> = (0..600u32).map(|i| i.to_be_bytes()).collect();
-    let futs: Vec<_> = ids.iter().zip(&payloads).map(|(i, p)| m.put(&a, i, p, T0)).collect();
+    let futs: Vec<_> = ids
+        .iter()
+        .zip(&payloads)
+        .map(|(i, p)| m.put(&a, i, p, T0))
+        .collect();
     let outcomes = futures_join(futs).await;
     let mut seqs: Vec<u64> = outcomes
         .into_iter()
@@ -347,7 +488,13 @@ async fn suite_concurrent(m: &Mailbox) {
 #[tokio::test]
 async fn unsupported_urls_are_typed_errors() {
     for url in ["mysql://x", "", "sqlite://", "file:/tmp/x"] {
-        assert!(matches!(Mailbox::open(url, Limits::default()).await, Err(MailboxError::UnsupportedUrl(_))), "{url}");
+        assert!(
+            matches!(
+                Mailbox::open(url, Limits::default()).await,
+                Err(MailboxError::UnsupportedUrl(_))
+            ),
+            "{url}"
+        );
     }
 }
 
@@ -360,7 +507,11 @@ async fn sqlite_corrupt_file_is_a_typed_error() {
         Err(MailboxError::Corrupt { .. }) => {}
         other => panic!("expected Corrupt, got {other:?}"),
     }
-    assert_eq!(std::fs::read(&p).unwrap(), vec![0x5au8; 8192], "nothing written");
+    assert_eq!(
+        std::fs::read(&p).unwrap(),
+        vec![0x5au8; 8192],
+        "nothing written"
+    );
 }
 
 #[tokio::test]
@@ -368,15 +519,24 @@ async fn sqlite_newer_migration_is_refused() {
     use sqlx::Connection;
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("m.db");
-    SqliteMailbox::open(&p, Limits::default()).await.unwrap().close().await;
-    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", p.display())).await.unwrap();
+    SqliteMailbox::open(&p, Limits::default())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", p.display()))
+        .await
+        .unwrap();
     sqlx::query("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (99990101000000, 'future', 1, x'00', 0)")
         .execute(&mut c)
         .await
         .unwrap();
     c.close().await.unwrap();
     match SqliteMailbox::open(&p, Limits::default()).await {
-        Err(MailboxError::NewerSchema { found: 99990101000000, .. }) => {}
+        Err(MailboxError::NewerSchema {
+            found: 99990101000000,
+            ..
+        }) => {}
         other => panic!("expected NewerSchema, got {other:?}"),
     }
 }
@@ -388,8 +548,16 @@ async fn postgres_newer_migration_is_refused() {
         return;
     };
     let schema = pg_schema(&url).await;
-    let opts = || PgConnectOptions::from_str(&url).unwrap().options([("search_path", schema.as_str())]);
-    PostgresMailbox::open_with(opts(), Limits::default()).await.unwrap().close().await;
+    let opts = || {
+        PgConnectOptions::from_str(&url)
+            .unwrap()
+            .options([("search_path", schema.as_str())])
+    };
+    PostgresMailbox::open_with(opts(), Limits::default())
+        .await
+        .unwrap()
+        .close()
+        .await;
     {
         use sqlx::Connection;
         let mut c = sqlx::PgConnection::connect_with(&opts()).await.unwrap();
@@ -399,7 +567,10 @@ async fn postgres_newer_migration_is_refused() {
             .unwrap();
     }
     match PostgresMailbox::open_with(opts(), Limits::default()).await {
-        Err(MailboxError::NewerSchema { found: 99990101000000, .. }) => {}
+        Err(MailboxError::NewerSchema {
+            found: 99990101000000,
+            ..
+        }) => {}
         other => panic!("expected NewerSchema, got {other:?}"),
     }
 }
@@ -408,13 +579,29 @@ async fn postgres_newer_migration_is_refused() {
 async fn sqlite_data_survives_reopen_and_usage_reloads() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("r.db");
-    let limits = Limits { global_messages: 2, ..Limits::default() };
+    let limits = Limits {
+        global_messages: 2,
+        ..Limits::default()
+    };
     let m = SqliteMailbox::open(&p, limits).await.unwrap();
     m.put(&mb(1), &id(1), b"a", T0).await.unwrap();
     m.put(&mb(2), &id(1), b"b", T0).await.unwrap();
     m.close().await;
     let m = SqliteMailbox::open(&p, limits).await.unwrap();
-    assert!(matches!(m.put(&mb(3), &id(1), b"c", T0).await, Err(MailboxError::Full { scope: QuotaScope::Global, .. })));
-    assert_eq!(m.fetch(&mb(1), Cursor::START, 10, T0).await.unwrap().envelopes[0].payload, b"a");
+    assert!(matches!(
+        m.put(&mb(3), &id(1), b"c", T0).await,
+        Err(MailboxError::Full {
+            scope: QuotaScope::Global,
+            ..
+        })
+    ));
+    assert_eq!(
+        m.fetch(&mb(1), Cursor::START, 10, T0)
+            .await
+            .unwrap()
+            .envelopes[0]
+            .payload,
+        b"a"
+    );
     m.close().await;
 }

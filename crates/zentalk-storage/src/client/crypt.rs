@@ -183,7 +183,12 @@ pub(crate) struct Keys {
 impl Keys {
     pub(crate) fn new(data_key: AeadKey) -> Result<Self, StoreError> {
         let mut column_key = AeadKey::zeroed();
-        kdf::hkdf_sha256(None, data_key.expose(), INFO_COLUMNS, column_key.expose_mut())?;
+        kdf::hkdf_sha256(
+            None,
+            data_key.expose(),
+            INFO_COLUMNS,
+            column_key.expose_mut(),
+        )?;
         let mut index_key = SecretBytes::<32>::zeroed();
         kdf::hkdf_sha256(None, data_key.expose(), INFO_INDEX, index_key.expose_mut())?;
         Ok(Self {
@@ -326,7 +331,6 @@ fn column_ad(table: &str, column: &str, row: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand_chacha::rand_core::SeedableRng as _;
 
     fn rng() -> ChaCha20Rng {
         ChaCha20Rng::seed_from_u64(5)
@@ -340,9 +344,15 @@ mod tests {
     #[test]
     fn column_round_trip_and_binding() {
         let k = keys();
-        let ct = k.seal("messages", "content", &7i64.to_be_bytes(), b"hi").unwrap();
+        let ct = k
+            .seal("messages", "content", &7i64.to_be_bytes(), b"hi")
+            .unwrap();
         assert_eq!(ct.len(), 2 + COLUMN_OVERHEAD);
-        assert_eq!(k.open("messages", "content", &7i64.to_be_bytes(), &ct).unwrap(), b"hi");
+        assert_eq!(
+            k.open("messages", "content", &7i64.to_be_bytes(), &ct)
+                .unwrap(),
+            b"hi"
+        );
         for (t, c, r) in [
             ("messages", "content", 8i64),
             ("messages", "sender", 7),
@@ -354,7 +364,12 @@ mod tests {
             ));
         }
         assert!(matches!(
-            k.open("messages", "content", &7i64.to_be_bytes(), &ct[..COLUMN_OVERHEAD - 1]),
+            k.open(
+                "messages",
+                "content",
+                &7i64.to_be_bytes(),
+                &ct[..COLUMN_OVERHEAD - 1]
+            ),
             Err(StoreError::TruncatedCiphertext { found: 29, .. })
         ));
         let mut bad = ct.clone();
@@ -378,7 +393,10 @@ mod tests {
             unwrap_data_key(&other, &w, &salt, KdfParams::TEST),
             Err(StoreError::WrongPassword)
         ));
-        let p2 = KdfParams { t: 2, ..KdfParams::TEST };
+        let p2 = KdfParams {
+            t: 2,
+            ..KdfParams::TEST
+        };
         assert!(matches!(
             unwrap_data_key(&pk, &w, &salt, p2),
             Err(StoreError::WrongPassword)
@@ -393,13 +411,22 @@ mod tests {
     fn params_validated() {
         assert!(KdfParams::PRODUCTION.validate().is_ok());
         assert!(KdfParams::TEST.validate().is_ok());
-        let huge = KdfParams { m_kib: u32::MAX, ..KdfParams::TEST };
+        let huge = KdfParams {
+            m_kib: u32::MAX,
+            ..KdfParams::TEST
+        };
         assert!(matches!(
             huge.validate(),
             Err(StoreError::KdfParams { name: "m_kib", .. })
         ));
-        let zero_t = KdfParams { t: 0, ..KdfParams::TEST };
-        assert!(matches!(zero_t.validate(), Err(StoreError::KdfParams { name: "t", .. })));
+        let zero_t = KdfParams {
+            t: 0,
+            ..KdfParams::TEST
+        };
+        assert!(matches!(
+            zero_t.validate(),
+            Err(StoreError::KdfParams { name: "t", .. })
+        ));
     }
 
     #[test]

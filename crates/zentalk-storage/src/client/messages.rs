@@ -167,6 +167,8 @@ pub struct Reaction {
     pub reacted_at_ms: i64,
 }
 
+type ReactionRow = (Vec<u8>, Vec<u8>, Vec<u8>, i64);
+
 const MSG_COLUMNS: &str = "id, conversation_id, timestamp, status, is_outgoing, is_read, is_starred, \
      content_type, expires_at, edited_at, deleted_at, header_enc, content_enc, media_enc";
 
@@ -211,7 +213,10 @@ pub(crate) fn preview_of(content_type: u8, content: &[u8]) -> String {
     if content_type != CONTENT_TYPE_TEXT {
         return String::new();
     }
-    String::from_utf8_lossy(content).chars().take(PREVIEW_MAX_CHARS).collect()
+    String::from_utf8_lossy(content)
+        .chars()
+        .take(PREVIEW_MAX_CHARS)
+        .collect()
 }
 
 fn opt_bool(v: i64) -> bool {
@@ -232,7 +237,9 @@ impl ClientStore {
         let media_enc: Option<Vec<u8>> = row.try_get(13)?;
         let header = self.keys.open("messages", "header_enc", &rk, &header_enc)?;
         let (id, sender, reply_to) = decode_header(&header)?;
-        let content = self.keys.open("messages", "content_enc", &rk, &content_enc)?;
+        let content = self
+            .keys
+            .open("messages", "content_enc", &rk, &content_enc)?;
         let media = match media_enc {
             Some(m) => Some(MediaId::from_column(
                 "messages",
@@ -249,7 +256,8 @@ impl ClientStore {
             sender,
             outgoing: opt_bool(row.try_get(4)?),
             timestamp_ms: row.try_get(2)?,
-            content_type: u8::try_from(ct).map_err(|_| malformed("content_type", "out of range"))?,
+            content_type: u8::try_from(ct)
+                .map_err(|_| malformed("content_type", "out of range"))?,
             content,
             reply_to,
             media,
@@ -272,7 +280,10 @@ impl ClientStore {
     /// Inserts a batch of messages in one transaction (all or nothing). For each input, the
     /// new row id, or `None` if that message id was already stored. Updates each touched
     /// conversation's last timestamp, encrypted preview and unread count.
-    pub async fn insert_messages(&self, msgs: &[NewMessage]) -> Result<Vec<Option<i64>>, StoreError> {
+    pub async fn insert_messages(
+        &self,
+        msgs: &[NewMessage],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
         if msgs.len() > MAX_INSERT_BATCH {
             return Err(StoreError::TooLarge {
                 what: "insert batch",
@@ -300,11 +311,15 @@ impl ClientStore {
             if convs.contains_key(&m.conversation) {
                 continue;
             }
-            let row = sqlx::query("SELECT disappearing_secs, last_timestamp FROM conversations WHERE id = ?")
-                .bind(&m.conversation.0[..])
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or(StoreError::Missing { what: "conversation" })?;
+            let row = sqlx::query(
+                "SELECT disappearing_secs, last_timestamp FROM conversations WHERE id = ?",
+            )
+            .bind(&m.conversation.0[..])
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::Missing {
+                what: "conversation",
+            })?;
             convs.insert(m.conversation, (row.try_get(0)?, row.try_get(1)?));
         }
 
@@ -325,8 +340,11 @@ impl ClientStore {
             prepared.push(Prepared {
                 row,
                 tag: self.msg_tag(&m.id),
-                expires: (timer > 0).then(|| m.timestamp_ms.saturating_add(timer.saturating_mul(1000))),
-                header: self.keys.seal("messages", "header_enc", &rk, &encode_header(m))?,
+                expires: (timer > 0)
+                    .then(|| m.timestamp_ms.saturating_add(timer.saturating_mul(1000))),
+                header: self
+                    .keys
+                    .seal("messages", "header_enc", &rk, &encode_header(m))?,
                 content: self.keys.seal("messages", "content_enc", &rk, &m.content)?,
                 media: match &m.media {
                     Some(id) => Some(self.keys.seal("messages", "media_enc", &rk, &id.0)?),
@@ -336,7 +354,10 @@ impl ClientStore {
         }
 
         let mut inserted = std::collections::HashSet::new();
-        for (chunk_m, chunk_p) in msgs.chunks(ROWS_PER_STATEMENT).zip(prepared.chunks(ROWS_PER_STATEMENT)) {
+        for (chunk_m, chunk_p) in msgs
+            .chunks(ROWS_PER_STATEMENT)
+            .zip(prepared.chunks(ROWS_PER_STATEMENT))
+        {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO messages (id, conversation_id, msg_tag, timestamp, status, is_outgoing, \
                  content_type, expires_at, header_enc, content_enc, media_enc) ",
@@ -400,11 +421,13 @@ impl ClientStore {
                     .await?;
                 }
                 _ => {
-                    sqlx::query("UPDATE conversations SET unread_count = unread_count + ? WHERE id = ?")
-                        .bind(unread_add)
-                        .bind(&conv.0[..])
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE conversations SET unread_count = unread_count + ? WHERE id = ?",
+                    )
+                    .bind(unread_add)
+                    .bind(&conv.0[..])
+                    .execute(&mut *tx)
+                    .await?;
                 }
             }
         }
@@ -452,7 +475,11 @@ impl ClientStore {
         let sql = format!(
             "SELECT {MSG_COLUMNS} FROM messages WHERE conversation_id = ? {} \
              AND (timestamp < ? OR (timestamp = ? AND id < ?)) ORDER BY timestamp DESC, id DESC LIMIT ?",
-            if starred_only { "AND is_starred = 1" } else { "" }
+            if starred_only {
+                "AND is_starred = 1"
+            } else {
+                ""
+            }
         );
         Ok(sqlx::query(&sql)
             .bind(&conversation.0[..])
@@ -484,7 +511,11 @@ impl ClientStore {
     }
 
     /// Sets a message's delivery status.
-    pub async fn set_status(&self, id: &MessageId, status: MessageStatus) -> Result<(), StoreError> {
+    pub async fn set_status(
+        &self,
+        id: &MessageId,
+        status: MessageStatus,
+    ) -> Result<(), StoreError> {
         let r = sqlx::query("UPDATE messages SET status = ? WHERE msg_tag = ?")
             .bind(status.code())
             .bind(&self.msg_tag(id)[..])
@@ -498,7 +529,11 @@ impl ClientStore {
 
     /// Marks incoming messages of a conversation up to `up_to_ms` (inclusive; `None`: all) as
     /// read and lowers the unread count accordingly. Returns how many became read.
-    pub async fn mark_read(&self, conversation: &ConversationId, up_to_ms: Option<i64>) -> Result<u64, StoreError> {
+    pub async fn mark_read(
+        &self,
+        conversation: &ConversationId,
+        up_to_ms: Option<i64>,
+    ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let r = sqlx::query(
             "UPDATE messages SET is_read = 1 WHERE conversation_id = ? AND timestamp <= ? \
@@ -509,13 +544,17 @@ impl ClientStore {
         .execute(&mut *tx)
         .await?;
         let n = r.rows_affected();
-        let u = sqlx::query("UPDATE conversations SET unread_count = max(unread_count - ?, 0) WHERE id = ?")
-            .bind(i64::try_from(n).unwrap_or(i64::MAX))
-            .bind(&conversation.0[..])
-            .execute(&mut *tx)
-            .await?;
+        let u = sqlx::query(
+            "UPDATE conversations SET unread_count = max(unread_count - ?, 0) WHERE id = ?",
+        )
+        .bind(i64::try_from(n).unwrap_or(i64::MAX))
+        .bind(&conversation.0[..])
+        .execute(&mut *tx)
+        .await?;
         if u.rows_affected() == 0 {
-            return Err(StoreError::Missing { what: "conversation" });
+            return Err(StoreError::Missing {
+                what: "conversation",
+            });
         }
         tx.commit().await?;
         Ok(n)
@@ -535,7 +574,11 @@ impl ClientStore {
     }
 
     /// Starred messages of a conversation, newest first, paged like [`Self::conversation_page`].
-    pub async fn starred_page(&self, conversation: &ConversationId, before: Option<PageCursor>) -> Result<Page, StoreError> {
+    pub async fn starred_page(
+        &self,
+        conversation: &ConversationId,
+        before: Option<PageCursor>,
+    ) -> Result<Page, StoreError> {
         let c = before.unwrap_or(PageCursor {
             timestamp_ms: i64::MAX,
             row: i64::MAX,
@@ -546,13 +589,23 @@ impl ClientStore {
             messages.push(self.decode_message(r)?);
         }
         let next = (messages.len() == PAGE_SIZE)
-            .then(|| messages.last().map(|m| PageCursor { timestamp_ms: m.timestamp_ms, row: m.row }))
+            .then(|| {
+                messages.last().map(|m| PageCursor {
+                    timestamp_ms: m.timestamp_ms,
+                    row: m.row,
+                })
+            })
             .flatten();
         Ok(Page { messages, next })
     }
 
     /// Replaces a message's content, keeping the previous content as an (encrypted) edit.
-    pub async fn edit_message(&self, id: &MessageId, new_content: &[u8], at_ms: i64) -> Result<(), StoreError> {
+    pub async fn edit_message(
+        &self,
+        id: &MessageId,
+        new_content: &[u8],
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
         if new_content.len() > MAX_CONTENT_LEN {
             return Err(StoreError::TooLarge {
                 what: "message content",
@@ -563,18 +616,23 @@ impl ClientStore {
         let (row, _) = self.row_of(id).await?;
         let rk = row.to_be_bytes();
         let mut tx = self.pool.begin().await?;
-        let old: (Vec<u8>, Option<i64>) = sqlx::query_as("SELECT content_enc, deleted_at FROM messages WHERE id = ?")
-            .bind(row)
-            .fetch_one(&mut *tx)
-            .await?;
+        let old: (Vec<u8>, Option<i64>) =
+            sqlx::query_as("SELECT content_enc, deleted_at FROM messages WHERE id = ?")
+                .bind(row)
+                .fetch_one(&mut *tx)
+                .await?;
         if old.1.is_some() {
-            return Err(StoreError::Missing { what: "message (deleted)" });
+            return Err(StoreError::Missing {
+                what: "message (deleted)",
+            });
         }
         let old_content = self.keys.open("messages", "content_enc", &rk, &old.0)?;
-        let edit_no: i64 = sqlx::query_scalar("SELECT coalesce(max(edit_no), 0) + 1 FROM message_edits WHERE message_row = ?")
-            .bind(row)
-            .fetch_one(&mut *tx)
-            .await?;
+        let edit_no: i64 = sqlx::query_scalar(
+            "SELECT coalesce(max(edit_no), 0) + 1 FROM message_edits WHERE message_row = ?",
+        )
+        .bind(row)
+        .fetch_one(&mut *tx)
+        .await?;
         let mut ek = rk.to_vec();
         ek.extend_from_slice(&edit_no.to_be_bytes());
         sqlx::query("INSERT INTO message_edits (message_row, edit_no, edited_at, content_enc) VALUES (?, ?, ?, ?)")
@@ -585,7 +643,10 @@ impl ClientStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query("UPDATE messages SET content_enc = ?, edited_at = ? WHERE id = ?")
-            .bind(self.keys.seal("messages", "content_enc", &rk, new_content)?)
+            .bind(
+                self.keys
+                    .seal("messages", "content_enc", &rk, new_content)?,
+            )
             .bind(at_ms)
             .bind(row)
             .execute(&mut *tx)
@@ -606,7 +667,10 @@ impl ClientStore {
         for (no, at, enc) in rows {
             let mut ek = row.to_be_bytes().to_vec();
             ek.extend_from_slice(&no.to_be_bytes());
-            out.push((at, self.keys.open("message_edits", "content_enc", &ek, &enc)?));
+            out.push((
+                at,
+                self.keys.open("message_edits", "content_enc", &ek, &enc)?,
+            ));
         }
         Ok(out)
     }
@@ -617,8 +681,14 @@ impl ClientStore {
         let (row, _) = self.row_of(id).await?;
         let rk = row.to_be_bytes();
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM message_edits WHERE message_row = ?").bind(row).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM reactions WHERE message_row = ?").bind(row).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM message_edits WHERE message_row = ?")
+            .bind(row)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM reactions WHERE message_row = ?")
+            .bind(row)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("UPDATE messages SET content_enc = ?, media_enc = NULL, deleted_at = ?, is_starred = 0 WHERE id = ?")
             .bind(self.keys.seal("messages", "content_enc", &rk, &[])?)
             .bind(at_ms)
@@ -630,12 +700,24 @@ impl ClientStore {
     }
 
     /// Adds or replaces `reactor`'s reaction to a message.
-    pub async fn set_reaction(&self, id: &MessageId, reactor: &Address, reaction: &str, at_ms: i64) -> Result<(), StoreError> {
+    pub async fn set_reaction(
+        &self,
+        id: &MessageId,
+        reactor: &Address,
+        reaction: &str,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
         if reaction.len() > super::MAX_TEXT_LEN {
-            return Err(StoreError::TooLarge { what: "reaction", max: super::MAX_TEXT_LEN, found: reaction.len() });
+            return Err(StoreError::TooLarge {
+                what: "reaction",
+                max: super::MAX_TEXT_LEN,
+                found: reaction.len(),
+            });
         }
         let (row, _) = self.row_of(id).await?;
-        let tag = self.keys.blind_index("reactions.reactor_tag", reactor.as_bytes());
+        let tag = self
+            .keys
+            .blind_index("reactions.reactor_tag", reactor.as_bytes());
         let mut rk = row.to_be_bytes().to_vec();
         rk.extend_from_slice(&tag);
         sqlx::query(
@@ -653,9 +735,15 @@ impl ClientStore {
     }
 
     /// Removes `reactor`'s reaction. Returns whether there was one.
-    pub async fn remove_reaction(&self, id: &MessageId, reactor: &Address) -> Result<bool, StoreError> {
+    pub async fn remove_reaction(
+        &self,
+        id: &MessageId,
+        reactor: &Address,
+    ) -> Result<bool, StoreError> {
         let (row, _) = self.row_of(id).await?;
-        let tag = self.keys.blind_index("reactions.reactor_tag", reactor.as_bytes());
+        let tag = self
+            .keys
+            .blind_index("reactions.reactor_tag", reactor.as_bytes());
         let r = sqlx::query("DELETE FROM reactions WHERE message_row = ? AND reactor_tag = ?")
             .bind(row)
             .bind(&tag[..])
@@ -667,7 +755,7 @@ impl ClientStore {
     /// Reactions to a message, oldest first.
     pub async fn reactions(&self, id: &MessageId) -> Result<Vec<Reaction>, StoreError> {
         let (row, _) = self.row_of(id).await?;
-        let rows: Vec<(Vec<u8>, Vec<u8>, Vec<u8>, i64)> = sqlx::query_as(
+        let rows: Vec<ReactionRow> = sqlx::query_as(
             "SELECT reactor_tag, reactor_enc, reaction_enc, reacted_at FROM reactions WHERE message_row = ? ORDER BY reacted_at",
         )
         .bind(row)
@@ -684,7 +772,9 @@ impl ClientStore {
                     column: "reactor_enc",
                     reason: "address is not 32 bytes",
                 })?,
-                reaction: self.keys.open_string("reactions", "reaction_enc", &rk, &what)?,
+                reaction: self
+                    .keys
+                    .open_string("reactions", "reaction_enc", &rk, &what)?,
                 reacted_at_ms: at,
             });
         }
@@ -703,16 +793,19 @@ impl ClientStore {
         .fetch_all(&mut *tx)
         .await?;
         for (conv, n) in unread {
-            sqlx::query("UPDATE conversations SET unread_count = max(unread_count - ?, 0) WHERE id = ?")
-                .bind(n)
-                .bind(conv)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let r = sqlx::query("DELETE FROM messages WHERE expires_at IS NOT NULL AND expires_at <= ?")
-            .bind(now_ms)
+            sqlx::query(
+                "UPDATE conversations SET unread_count = max(unread_count - ?, 0) WHERE id = ?",
+            )
+            .bind(n)
+            .bind(conv)
             .execute(&mut *tx)
             .await?;
+        }
+        let r =
+            sqlx::query("DELETE FROM messages WHERE expires_at IS NOT NULL AND expires_at <= ?")
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
         tx.commit().await?;
         Ok(r.rows_affected())
     }
@@ -731,21 +824,35 @@ impl ClientStore {
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         if limit > MAX_SEARCH_RESULTS {
-            return Err(StoreError::TooLarge { what: "search limit", max: MAX_SEARCH_RESULTS, found: limit });
+            return Err(StoreError::TooLarge {
+                what: "search limit",
+                max: MAX_SEARCH_RESULTS,
+                found: limit,
+            });
         }
         let needle = needle.to_lowercase();
         let mut out = Vec::new();
-        let mut cursor = PageCursor { timestamp_ms: i64::MAX, row: i64::MAX };
+        let mut cursor = PageCursor {
+            timestamp_ms: i64::MAX,
+            row: i64::MAX,
+        };
         while out.len() < limit {
-            let rows = self.page_rows(conversation, cursor, SEARCH_BATCH_ROWS, false).await?;
+            let rows = self
+                .page_rows(conversation, cursor, SEARCH_BATCH_ROWS, false)
+                .await?;
             let n = rows.len();
             for r in &rows {
                 let m = self.decode_message(r)?;
-                cursor = PageCursor { timestamp_ms: m.timestamp_ms, row: m.row };
+                cursor = PageCursor {
+                    timestamp_ms: m.timestamp_ms,
+                    row: m.row,
+                };
                 if out.len() < limit
                     && m.content_type == CONTENT_TYPE_TEXT
                     && m.deleted_at_ms.is_none()
-                    && String::from_utf8_lossy(&m.content).to_lowercase().contains(&needle)
+                    && String::from_utf8_lossy(&m.content)
+                        .to_lowercase()
+                        .contains(&needle)
                 {
                     out.push(m);
                 }
@@ -788,7 +895,12 @@ mod tests {
     #[test]
     fn preview_truncates_and_skips_non_text() {
         let long = "é".repeat(200);
-        assert_eq!(preview_of(CONTENT_TYPE_TEXT, long.as_bytes()).chars().count(), PREVIEW_MAX_CHARS);
+        assert_eq!(
+            preview_of(CONTENT_TYPE_TEXT, long.as_bytes())
+                .chars()
+                .count(),
+            PREVIEW_MAX_CHARS
+        );
         assert_eq!(preview_of(5, b"secret"), "");
     }
 }

@@ -16,20 +16,22 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use zentalk_crypto::AeadKey;
 
 pub use crypt::{BLIND_INDEX_LEN, COLUMN_FORMAT_VERSION, COLUMN_OVERHEAD, KdfParams, SALT_LEN};
 pub use messages::{
     CONTENT_TYPE_TEXT, MAX_CONTENT_LEN, MAX_INSERT_BATCH, MAX_SEARCH_RESULTS, MessageStatus,
-    NewMessage, PAGE_SIZE, PREVIEW_MAX_CHARS, Page, PageCursor, SEARCH_BATCH_ROWS,
-    StoredMessage, Reaction,
+    NewMessage, PAGE_SIZE, PREVIEW_MAX_CHARS, Page, PageCursor, Reaction, SEARCH_BATCH_ROWS,
+    StoredMessage,
 };
 pub use records::{
     Contact, ConversationKind, ConversationSummary, GroupMember, GroupRole, MAX_LIST_ROWS,
-    MAX_SECRET_LEN, MAX_SHARDS, MAX_SHARD_LOCATION_LEN, MAX_TEXT_LEN, MediaRecord,
-    NewConversation, PrekeyKind, Room,
+    MAX_SECRET_LEN, MAX_SHARD_LOCATION_LEN, MAX_SHARDS, MAX_TEXT_LEN, MediaRecord, NewConversation,
+    PrekeyKind, Room,
 };
 
 use crate::StoreError;
@@ -100,7 +102,9 @@ pub struct ClientStore {
 
 impl std::fmt::Debug for ClientStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("ClientStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -148,7 +152,11 @@ impl ClientStore {
     ///
     /// The file is built under a temporary name and renamed into place only when complete, so
     /// a crash never leaves a half-created store at `path`.
-    pub async fn create(path: impl AsRef<Path>, password: &[u8], params: KdfParams) -> Result<Self, StoreError> {
+    pub async fn create(
+        path: impl AsRef<Path>,
+        password: &[u8],
+        params: KdfParams,
+    ) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         if tokio::fs::try_exists(&path).await? {
             return Err(StoreError::AlreadyExists);
@@ -245,16 +253,18 @@ impl ClientStore {
                 reason: "not a ZenTalk client store (missing store tables)".into(),
             });
         }
-        let applied: Vec<(i64, bool)> = sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
-            .fetch_all(pool)
-            .await?;
+        let applied: Vec<(i64, bool)> =
+            sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(pool)
+                .await?;
         if applied.iter().any(|(_, ok)| !ok) {
             return Err(StoreError::Corrupt {
                 reason: "a schema migration was left incomplete".into(),
             });
         }
         let versions: Vec<i64> = applied.iter().map(|(v, _)| *v).collect();
-        check_migrations(&MIGRATOR, &versions).map_err(|(expected, found)| StoreError::NewerSchema { expected, found })?;
+        check_migrations(&MIGRATOR, &versions)
+            .map_err(|(expected, found)| StoreError::NewerSchema { expected, found })?;
 
         let row = sqlx::query(
             "SELECT format_version, kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrapped_data_key FROM store_meta WHERE id = 1",
@@ -272,9 +282,13 @@ impl ClientStore {
             });
         }
         let salt_v: Vec<u8> = row.try_get(1)?;
-        let salt: [u8; SALT_LEN] = salt_v.as_slice().try_into().map_err(|_| StoreError::Corrupt {
-            reason: format!("salt: expected {SALT_LEN} bytes, found {}", salt_v.len()),
-        })?;
+        let salt: [u8; SALT_LEN] =
+            salt_v
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt {
+                    reason: format!("salt: expected {SALT_LEN} bytes, found {}", salt_v.len()),
+                })?;
         let params = KdfParams {
             m_kib: param_u32(row.try_get(2)?),
             t: param_u32(row.try_get(3)?),
@@ -285,7 +299,10 @@ impl ClientStore {
         let password_key = derive_blocking(password, salt, params).await?;
         let data_key = crypt::unwrap_data_key(&password_key, &wrapped, &salt, params)?;
         // Only now, with the password proven, apply migrations this build has and the file not.
-        MIGRATOR.run(pool).await.map_err(|e| StoreError::Migrate(e.to_string()))?;
+        MIGRATOR
+            .run(pool)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
         Keys::new(data_key)
     }
 
@@ -293,15 +310,24 @@ impl ClientStore {
     ///
     /// Only the wrapped data key is rewritten, in one transaction with a fresh salt: either the
     /// old password still works or the new one does, never neither.
-    pub async fn change_password(&self, old: &[u8], new: &[u8], params: KdfParams) -> Result<(), StoreError> {
+    pub async fn change_password(
+        &self,
+        old: &[u8],
+        new: &[u8],
+        params: KdfParams,
+    ) -> Result<(), StoreError> {
         params.validate()?;
         let row = sqlx::query("SELECT kdf_salt, kdf_m_kib, kdf_t, kdf_p, wrapped_data_key FROM store_meta WHERE id = 1")
             .fetch_one(&self.pool)
             .await?;
         let salt_v: Vec<u8> = row.try_get(0)?;
-        let salt: [u8; SALT_LEN] = salt_v.as_slice().try_into().map_err(|_| StoreError::Corrupt {
-            reason: "salt length".into(),
-        })?;
+        let salt: [u8; SALT_LEN] =
+            salt_v
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt {
+                    reason: "salt length".into(),
+                })?;
         let old_params = KdfParams {
             m_kib: param_u32(row.try_get(1)?),
             t: param_u32(row.try_get(2)?),
@@ -347,12 +373,15 @@ impl ClientStore {
 
     /// Checkpoints the WAL and closes the store.
     pub async fn close(self) {
-        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await;
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await;
         self.pool.close().await;
     }
 
     pub(crate) fn alloc_rows(&self, n: usize) -> i64 {
-        self.next_row.fetch_add(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed)
+        self.next_row
+            .fetch_add(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed)
     }
 }
 
@@ -360,7 +389,11 @@ fn param_u32(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
-async fn derive_blocking(password: &[u8], salt: [u8; SALT_LEN], params: KdfParams) -> Result<AeadKey, StoreError> {
+async fn derive_blocking(
+    password: &[u8],
+    salt: [u8; SALT_LEN],
+    params: KdfParams,
+) -> Result<AeadKey, StoreError> {
     let pw = zeroize::Zeroizing::new(password.to_vec());
     tokio::task::spawn_blocking(move || crypt::derive_password_key(&pw, &salt, params))
         .await
@@ -389,4 +422,3 @@ impl rand_core::RngCore for KeysRng<'_> {
         Ok(())
     }
 }
-

@@ -1,7 +1,7 @@
 //! Contacts, conversations, groups, rooms, ratchet sessions, account keys, prekeys and media.
 
 use sqlx::Row;
-use zentalk_crypto::{AeadKey, Address};
+use zentalk_crypto::{Address, AeadKey};
 use zeroize::Zeroizing;
 
 use super::{ClientStore, ConversationId, GroupId, MediaId, RoomId};
@@ -20,25 +20,41 @@ pub const MAX_LIST_ROWS: usize = 100_000;
 
 fn text_limit(what: &'static str, s: &str) -> Result<(), StoreError> {
     if s.len() > MAX_TEXT_LEN {
-        return Err(StoreError::TooLarge { what, max: MAX_TEXT_LEN, found: s.len() });
+        return Err(StoreError::TooLarge {
+            what,
+            max: MAX_TEXT_LEN,
+            found: s.len(),
+        });
     }
     Ok(())
 }
 
 fn secret_limit(what: &'static str, s: &[u8]) -> Result<(), StoreError> {
     if s.len() > MAX_SECRET_LEN {
-        return Err(StoreError::TooLarge { what, max: MAX_SECRET_LEN, found: s.len() });
+        return Err(StoreError::TooLarge {
+            what,
+            max: MAX_SECRET_LEN,
+            found: s.len(),
+        });
     }
     Ok(())
 }
 
 fn address(table: &'static str, column: &'static str, v: &[u8]) -> Result<Address, StoreError> {
-    Address::from_slice(v).map_err(|_| StoreError::Malformed { table, column, reason: "address is not 32 bytes" })
+    Address::from_slice(v).map_err(|_| StoreError::Malformed {
+        table,
+        column,
+        reason: "address is not 32 bytes",
+    })
 }
 
 fn list_limit(limit: usize) -> Result<i64, StoreError> {
     if limit > MAX_LIST_ROWS {
-        return Err(StoreError::TooLarge { what: "list limit", max: MAX_LIST_ROWS, found: limit });
+        return Err(StoreError::TooLarge {
+            what: "list limit",
+            max: MAX_LIST_ROWS,
+            found: limit,
+        });
     }
     Ok(i64::try_from(limit).unwrap_or(i64::MAX))
 }
@@ -91,7 +107,11 @@ impl ConversationKind {
             0 => Ok(Self::Direct),
             1 => Ok(Self::Group),
             2 => Ok(Self::Room),
-            _ => Err(StoreError::Malformed { table: "conversations", column: "kind", reason: "unknown kind" }),
+            _ => Err(StoreError::Malformed {
+                table: "conversations",
+                column: "kind",
+                reason: "unknown kind",
+            }),
         }
     }
 }
@@ -195,13 +215,21 @@ pub struct MediaRecord {
 
 fn encode_shards(shards: &[Vec<u8>]) -> Result<Vec<u8>, StoreError> {
     if shards.len() > MAX_SHARDS {
-        return Err(StoreError::TooLarge { what: "shard count", max: MAX_SHARDS, found: shards.len() });
+        return Err(StoreError::TooLarge {
+            what: "shard count",
+            max: MAX_SHARDS,
+            found: shards.len(),
+        });
     }
     let mut out = Vec::new();
     out.extend_from_slice(&(shards.len() as u32).to_be_bytes());
     for s in shards {
         if s.len() > MAX_SHARD_LOCATION_LEN {
-            return Err(StoreError::TooLarge { what: "shard location", max: MAX_SHARD_LOCATION_LEN, found: s.len() });
+            return Err(StoreError::TooLarge {
+                what: "shard location",
+                max: MAX_SHARD_LOCATION_LEN,
+                found: s.len(),
+            });
         }
         out.extend_from_slice(&(s.len() as u32).to_be_bytes());
         out.extend_from_slice(s);
@@ -210,7 +238,11 @@ fn encode_shards(shards: &[Vec<u8>]) -> Result<Vec<u8>, StoreError> {
 }
 
 fn decode_shards(b: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
-    let bad = |reason| StoreError::Malformed { table: "media", column: "shards_enc", reason };
+    let bad = |reason| StoreError::Malformed {
+        table: "media",
+        column: "shards_enc",
+        reason,
+    };
     let take_u32 = |b: &[u8], at: usize| -> Result<usize, StoreError> {
         let s = b.get(at..at + 4).ok_or_else(|| bad("truncated length"))?;
         let mut a = [0u8; 4];
@@ -229,7 +261,11 @@ fn decode_shards(b: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
             return Err(bad("shard location too long"));
         }
         at += 4;
-        out.push(b.get(at..at + len).ok_or_else(|| bad("truncated shard"))?.to_vec());
+        out.push(
+            b.get(at..at + len)
+                .ok_or_else(|| bad("truncated shard"))?
+                .to_vec(),
+        );
         at += len;
     }
     if at != b.len() {
@@ -274,16 +310,34 @@ impl ClientStore {
     fn decode_contact(&self, r: &sqlx::sqlite::SqliteRow) -> Result<Contact, StoreError> {
         let tag: Vec<u8> = r.try_get(0)?;
         let k = &self.keys;
-        let addr = k.open("contacts", "address_enc", &tag, &r.try_get::<Vec<u8>, _>(1)?)?;
+        let addr = k.open(
+            "contacts",
+            "address_enc",
+            &tag,
+            &r.try_get::<Vec<u8>, _>(1)?,
+        )?;
         let bio: Option<Vec<u8>> = r.try_get(3)?;
         let avatar: Option<Vec<u8>> = r.try_get(5)?;
         Ok(Contact {
             address: address("contacts", "address_enc", &addr)?,
             name: k.open_string("contacts", "name_enc", &tag, &r.try_get::<Vec<u8>, _>(2)?)?,
-            bio: bio.map(|b| k.open_string("contacts", "bio_enc", &tag, &b)).transpose()?,
-            public_key: k.open("contacts", "public_key_enc", &tag, &r.try_get::<Vec<u8>, _>(4)?)?,
+            bio: bio
+                .map(|b| k.open_string("contacts", "bio_enc", &tag, &b))
+                .transpose()?,
+            public_key: k.open(
+                "contacts",
+                "public_key_enc",
+                &tag,
+                &r.try_get::<Vec<u8>, _>(4)?,
+            )?,
             avatar: avatar
-                .map(|a| MediaId::from_column("contacts", "avatar_enc", &k.open("contacts", "avatar_enc", &tag, &a)?))
+                .map(|a| {
+                    MediaId::from_column(
+                        "contacts",
+                        "avatar_enc",
+                        &k.open("contacts", "avatar_enc", &tag, &a)?,
+                    )
+                })
                 .transpose()?,
             added_at_ms: r.try_get(6)?,
             last_seen_ms: r.try_get(7)?,
@@ -292,28 +346,44 @@ impl ClientStore {
         })
     }
 
-    const CONTACT_COLS: &'static str =
-        "tag, address_enc, name_enc, bio_enc, public_key_enc, avatar_enc, added_at, last_seen, is_blocked, is_favorite";
+    const CONTACT_COLS: &'static str = "tag, address_enc, name_enc, bio_enc, public_key_enc, avatar_enc, added_at, last_seen, is_blocked, is_favorite";
 
     /// Looks a contact up by address.
     pub async fn contact(&self, a: &Address) -> Result<Option<Contact>, StoreError> {
         let sql = format!("SELECT {} FROM contacts WHERE tag = ?", Self::CONTACT_COLS);
-        let r = sqlx::query(&sql).bind(&self.contact_tag(a)[..]).fetch_optional(&self.pool).await?;
+        let r = sqlx::query(&sql)
+            .bind(&self.contact_tag(a)[..])
+            .fetch_optional(&self.pool)
+            .await?;
         r.map(|r| self.decode_contact(&r)).transpose()
     }
 
     /// All contacts (at most `limit`), favorites first, then by name.
     pub async fn contacts(&self, limit: usize) -> Result<Vec<Contact>, StoreError> {
         let sql = format!("SELECT {} FROM contacts LIMIT ?", Self::CONTACT_COLS);
-        let rows = sqlx::query(&sql).bind(list_limit(limit)?).fetch_all(&self.pool).await?;
-        let mut out = rows.iter().map(|r| self.decode_contact(r)).collect::<Result<Vec<_>, _>>()?;
+        let rows = sqlx::query(&sql)
+            .bind(list_limit(limit)?)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = rows
+            .iter()
+            .map(|r| self.decode_contact(r))
+            .collect::<Result<Vec<_>, _>>()?;
         // Names are encrypted, so sorting happens after decryption.
-        out.sort_by(|a, b| b.favorite.cmp(&a.favorite).then_with(|| a.name.cmp(&b.name)));
+        out.sort_by(|a, b| {
+            b.favorite
+                .cmp(&a.favorite)
+                .then_with(|| a.name.cmp(&b.name))
+        });
         Ok(out)
     }
 
     async fn update_contact_flag(&self, a: &Address, sql: &str, v: i64) -> Result<(), StoreError> {
-        let r = sqlx::query(sql).bind(v).bind(&self.contact_tag(a)[..]).execute(&self.pool).await?;
+        let r = sqlx::query(sql)
+            .bind(v)
+            .bind(&self.contact_tag(a)[..])
+            .execute(&self.pool)
+            .await?;
         if r.rows_affected() == 0 {
             return Err(StoreError::Missing { what: "contact" });
         }
@@ -322,22 +392,40 @@ impl ClientStore {
 
     /// Blocks or unblocks a contact.
     pub async fn set_contact_blocked(&self, a: &Address, blocked: bool) -> Result<(), StoreError> {
-        self.update_contact_flag(a, "UPDATE contacts SET is_blocked = ? WHERE tag = ?", i64::from(blocked)).await
+        self.update_contact_flag(
+            a,
+            "UPDATE contacts SET is_blocked = ? WHERE tag = ?",
+            i64::from(blocked),
+        )
+        .await
     }
 
     /// Marks or unmarks a contact as favorite.
-    pub async fn set_contact_favorite(&self, a: &Address, favorite: bool) -> Result<(), StoreError> {
-        self.update_contact_flag(a, "UPDATE contacts SET is_favorite = ? WHERE tag = ?", i64::from(favorite)).await
+    pub async fn set_contact_favorite(
+        &self,
+        a: &Address,
+        favorite: bool,
+    ) -> Result<(), StoreError> {
+        self.update_contact_flag(
+            a,
+            "UPDATE contacts SET is_favorite = ? WHERE tag = ?",
+            i64::from(favorite),
+        )
+        .await
     }
 
     /// Records when a contact was last seen.
     pub async fn set_contact_last_seen(&self, a: &Address, at_ms: i64) -> Result<(), StoreError> {
-        self.update_contact_flag(a, "UPDATE contacts SET last_seen = ? WHERE tag = ?", at_ms).await
+        self.update_contact_flag(a, "UPDATE contacts SET last_seen = ? WHERE tag = ?", at_ms)
+            .await
     }
 
     /// Deletes a contact. Returns whether it existed.
     pub async fn delete_contact(&self, a: &Address) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM contacts WHERE tag = ?").bind(&self.contact_tag(a)[..]).execute(&self.pool).await?;
+        let r = sqlx::query("DELETE FROM contacts WHERE tag = ?")
+            .bind(&self.contact_tag(a)[..])
+            .execute(&self.pool)
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 
@@ -360,7 +448,10 @@ impl ClientStore {
     }
 
     /// Conversations, pinned first, then most recent first, with unread counts (at most `limit`).
-    pub async fn conversations(&self, limit: usize) -> Result<Vec<ConversationSummary>, StoreError> {
+    pub async fn conversations(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<ConversationSummary>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, kind, peer_enc, title_enc, preview_enc, last_timestamp, unread_count, is_muted, is_pinned, \
              disappearing_secs FROM conversations ORDER BY is_pinned DESC, last_timestamp DESC LIMIT ?",
@@ -376,9 +467,21 @@ impl ClientStore {
             out.push(ConversationSummary {
                 id: ConversationId::from_column("conversations", "id", &id)?,
                 kind: ConversationKind::from_code(r.try_get(1)?)?,
-                peer: k.open("conversations", "peer_enc", &id, &r.try_get::<Vec<u8>, _>(2)?)?,
-                title: k.open_string("conversations", "title_enc", &id, &r.try_get::<Vec<u8>, _>(3)?)?,
-                preview: preview.map(|p| k.open_string("conversations", "preview_enc", &id, &p)).transpose()?,
+                peer: k.open(
+                    "conversations",
+                    "peer_enc",
+                    &id,
+                    &r.try_get::<Vec<u8>, _>(2)?,
+                )?,
+                title: k.open_string(
+                    "conversations",
+                    "title_enc",
+                    &id,
+                    &r.try_get::<Vec<u8>, _>(3)?,
+                )?,
+                preview: preview
+                    .map(|p| k.open_string("conversations", "preview_enc", &id, &p))
+                    .transpose()?,
                 last_timestamp_ms: r.try_get(5)?,
                 unread: u64::try_from(r.try_get::<i64, _>(6)?).unwrap_or(0),
                 muted: r.try_get::<i64, _>(7)? != 0,
@@ -389,40 +492,77 @@ impl ClientStore {
         Ok(out)
     }
 
-    async fn update_conversation(&self, id: &ConversationId, sql: &str, v: i64) -> Result<(), StoreError> {
-        let r = sqlx::query(sql).bind(v).bind(&id.0[..]).execute(&self.pool).await?;
+    async fn update_conversation(
+        &self,
+        id: &ConversationId,
+        sql: &str,
+        v: i64,
+    ) -> Result<(), StoreError> {
+        let r = sqlx::query(sql)
+            .bind(v)
+            .bind(&id.0[..])
+            .execute(&self.pool)
+            .await?;
         if r.rows_affected() == 0 {
-            return Err(StoreError::Missing { what: "conversation" });
+            return Err(StoreError::Missing {
+                what: "conversation",
+            });
         }
         Ok(())
     }
 
     /// Mutes or unmutes a conversation.
     pub async fn set_muted(&self, id: &ConversationId, muted: bool) -> Result<(), StoreError> {
-        self.update_conversation(id, "UPDATE conversations SET is_muted = ? WHERE id = ?", i64::from(muted)).await
+        self.update_conversation(
+            id,
+            "UPDATE conversations SET is_muted = ? WHERE id = ?",
+            i64::from(muted),
+        )
+        .await
     }
 
     /// Pins or unpins a conversation.
     pub async fn set_pinned(&self, id: &ConversationId, pinned: bool) -> Result<(), StoreError> {
-        self.update_conversation(id, "UPDATE conversations SET is_pinned = ? WHERE id = ?", i64::from(pinned)).await
+        self.update_conversation(
+            id,
+            "UPDATE conversations SET is_pinned = ? WHERE id = ?",
+            i64::from(pinned),
+        )
+        .await
     }
 
     /// Sets the disappearing-message timer (0 turns it off); applies to messages inserted later.
     pub async fn set_disappearing(&self, id: &ConversationId, secs: u32) -> Result<(), StoreError> {
-        self.update_conversation(id, "UPDATE conversations SET disappearing_secs = ? WHERE id = ?", i64::from(secs))
-            .await
+        self.update_conversation(
+            id,
+            "UPDATE conversations SET disappearing_secs = ? WHERE id = ?",
+            i64::from(secs),
+        )
+        .await
     }
 
     /// Deletes a conversation and all its messages.
     pub async fn delete_conversation(&self, id: &ConversationId) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM conversations WHERE id = ?").bind(&id.0[..]).execute(&self.pool).await?;
+        let r = sqlx::query("DELETE FROM conversations WHERE id = ?")
+            .bind(&id.0[..])
+            .execute(&self.pool)
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 
     /// Stores (replaces) the pickled ratchet session with `peer`'s `device`.
-    pub async fn put_session(&self, peer: &Address, device: u32, pickle: &[u8], now_ms: i64) -> Result<(), StoreError> {
+    pub async fn put_session(
+        &self,
+        peer: &Address,
+        device: u32,
+        pickle: &[u8],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         secret_limit("session pickle", pickle)?;
-        let mut rk = self.keys.blind_index("ratchet_sessions.peer_tag", peer.as_bytes()).to_vec();
+        let mut rk = self
+            .keys
+            .blind_index("ratchet_sessions.peer_tag", peer.as_bytes())
+            .to_vec();
         let tag = rk.clone();
         rk.extend_from_slice(&device.to_be_bytes());
         sqlx::query("INSERT OR REPLACE INTO ratchet_sessions (peer_tag, device, pickle_enc, updated_at) VALUES (?, ?, ?, ?)")
@@ -436,82 +576,148 @@ impl ClientStore {
     }
 
     /// The pickled session with `peer`'s `device`, if any.
-    pub async fn session(&self, peer: &Address, device: u32) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-        let mut rk = self.keys.blind_index("ratchet_sessions.peer_tag", peer.as_bytes()).to_vec();
+    pub async fn session(
+        &self,
+        peer: &Address,
+        device: u32,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let mut rk = self
+            .keys
+            .blind_index("ratchet_sessions.peer_tag", peer.as_bytes())
+            .to_vec();
         let tag = rk.clone();
         rk.extend_from_slice(&device.to_be_bytes());
-        let enc: Option<Vec<u8>> = sqlx::query_scalar("SELECT pickle_enc FROM ratchet_sessions WHERE peer_tag = ? AND device = ?")
-            .bind(tag)
-            .bind(i64::from(device))
-            .fetch_optional(&self.pool)
-            .await?;
-        enc.map(|e| self.keys.open("ratchet_sessions", "pickle_enc", &rk, &e).map(Zeroizing::new)).transpose()
+        let enc: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT pickle_enc FROM ratchet_sessions WHERE peer_tag = ? AND device = ?",
+        )
+        .bind(tag)
+        .bind(i64::from(device))
+        .fetch_optional(&self.pool)
+        .await?;
+        enc.map(|e| {
+            self.keys
+                .open("ratchet_sessions", "pickle_enc", &rk, &e)
+                .map(Zeroizing::new)
+        })
+        .transpose()
     }
 
     /// Deletes all sessions with `peer`. Returns how many.
     pub async fn delete_sessions(&self, peer: &Address) -> Result<u64, StoreError> {
-        let tag = self.keys.blind_index("ratchet_sessions.peer_tag", peer.as_bytes());
-        let r = sqlx::query("DELETE FROM ratchet_sessions WHERE peer_tag = ?").bind(&tag[..]).execute(&self.pool).await?;
+        let tag = self
+            .keys
+            .blind_index("ratchet_sessions.peer_tag", peer.as_bytes());
+        let r = sqlx::query("DELETE FROM ratchet_sessions WHERE peer_tag = ?")
+            .bind(&tag[..])
+            .execute(&self.pool)
+            .await?;
         Ok(r.rows_affected())
     }
 
     /// Stores an account key under a role name (e.g. `"identity"`).
-    pub async fn put_account_key(&self, name: &str, key: &[u8], now_ms: i64) -> Result<(), StoreError> {
+    pub async fn put_account_key(
+        &self,
+        name: &str,
+        key: &[u8],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         text_limit("key name", name)?;
         secret_limit("account key", key)?;
-        sqlx::query("INSERT OR REPLACE INTO account_keys (name, key_enc, updated_at) VALUES (?, ?, ?)")
-            .bind(name)
-            .bind(self.keys.seal("account_keys", "key_enc", name.as_bytes(), key)?)
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO account_keys (name, key_enc, updated_at) VALUES (?, ?, ?)",
+        )
+        .bind(name)
+        .bind(
+            self.keys
+                .seal("account_keys", "key_enc", name.as_bytes(), key)?,
+        )
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// The account key stored under `name`.
     pub async fn account_key(&self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-        let enc: Option<Vec<u8>> = sqlx::query_scalar("SELECT key_enc FROM account_keys WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        enc.map(|e| self.keys.open("account_keys", "key_enc", name.as_bytes(), &e).map(Zeroizing::new)).transpose()
+        let enc: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT key_enc FROM account_keys WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        enc.map(|e| {
+            self.keys
+                .open("account_keys", "key_enc", name.as_bytes(), &e)
+                .map(Zeroizing::new)
+        })
+        .transpose()
     }
 
     /// Stores a prekey secret under its published id.
-    pub async fn put_prekey(&self, id: u32, kind: PrekeyKind, secret: &[u8], now_ms: i64) -> Result<(), StoreError> {
+    pub async fn put_prekey(
+        &self,
+        id: u32,
+        kind: PrekeyKind,
+        secret: &[u8],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         secret_limit("prekey", secret)?;
         let kc = match kind {
             PrekeyKind::OneTime => 0i64,
             PrekeyKind::Signed => 1,
         };
-        sqlx::query("INSERT OR REPLACE INTO prekeys (id, kind, secret_enc, created_at) VALUES (?, ?, ?, ?)")
-            .bind(i64::from(id))
-            .bind(kc)
-            .bind(self.keys.seal("prekeys", "secret_enc", &i64::from(id).to_be_bytes(), secret)?)
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO prekeys (id, kind, secret_enc, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(i64::from(id))
+        .bind(kc)
+        .bind(self.keys.seal(
+            "prekeys",
+            "secret_enc",
+            &i64::from(id).to_be_bytes(),
+            secret,
+        )?)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// Reads a prekey; a one-time prekey is deleted in the same transaction (used once).
-    pub async fn take_prekey(&self, id: u32) -> Result<Option<(PrekeyKind, Zeroizing<Vec<u8>>)>, StoreError> {
+    pub async fn take_prekey(
+        &self,
+        id: u32,
+    ) -> Result<Option<(PrekeyKind, Zeroizing<Vec<u8>>)>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<(i64, Vec<u8>)> = sqlx::query_as("SELECT kind, secret_enc FROM prekeys WHERE id = ?")
-            .bind(i64::from(id))
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT kind, secret_enc FROM prekeys WHERE id = ?")
+                .bind(i64::from(id))
+                .fetch_optional(&mut *tx)
+                .await?;
         let Some((kind, enc)) = row else {
             return Ok(None);
         };
-        let secret = Zeroizing::new(self.keys.open("prekeys", "secret_enc", &i64::from(id).to_be_bytes(), &enc)?);
+        let secret = Zeroizing::new(self.keys.open(
+            "prekeys",
+            "secret_enc",
+            &i64::from(id).to_be_bytes(),
+            &enc,
+        )?);
         let kind = match kind {
             0 => PrekeyKind::OneTime,
             1 => PrekeyKind::Signed,
-            _ => return Err(StoreError::Malformed { table: "prekeys", column: "kind", reason: "unknown kind" }),
+            _ => {
+                return Err(StoreError::Malformed {
+                    table: "prekeys",
+                    column: "kind",
+                    reason: "unknown kind",
+                });
+            }
         };
         if kind == PrekeyKind::OneTime {
-            sqlx::query("DELETE FROM prekeys WHERE id = ?").bind(i64::from(id)).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM prekeys WHERE id = ?")
+                .bind(i64::from(id))
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(Some((kind, secret)))
@@ -519,7 +725,9 @@ impl ClientStore {
 
     /// Number of one-time prekeys left.
     pub async fn one_time_prekeys_left(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM prekeys WHERE kind = 0").fetch_one(&self.pool).await?;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM prekeys WHERE kind = 0")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -539,11 +747,14 @@ impl ClientStore {
 
     /// A media object's key and shard locations.
     pub async fn media(&self, id: &MediaId) -> Result<Option<MediaRecord>, StoreError> {
-        let row: Option<(Vec<u8>, Vec<u8>, i64)> = sqlx::query_as("SELECT key_enc, shards_enc, size FROM media WHERE id = ?")
-            .bind(&id.0[..])
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some((k, s, size)) = row else { return Ok(None) };
+        let row: Option<(Vec<u8>, Vec<u8>, i64)> =
+            sqlx::query_as("SELECT key_enc, shards_enc, size FROM media WHERE id = ?")
+                .bind(&id.0[..])
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some((k, s, size)) = row else {
+            return Ok(None);
+        };
         let key = Zeroizing::new(self.keys.open("media", "key_enc", &id.0, &k)?);
         let shards = decode_shards(&self.keys.open("media", "shards_enc", &id.0, &s)?)?;
         Ok(Some(MediaRecord {
@@ -559,7 +770,13 @@ impl ClientStore {
     }
 
     /// Creates or renames a group; `sender_key` is this account's pickled sender-key chain.
-    pub async fn put_group(&self, id: &GroupId, name: &str, sender_key: Option<&[u8]>, now_ms: i64) -> Result<(), StoreError> {
+    pub async fn put_group(
+        &self,
+        id: &GroupId,
+        name: &str,
+        sender_key: Option<&[u8]>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         text_limit("group name", name)?;
         if let Some(s) = sender_key {
             secret_limit("sender key", s)?;
@@ -578,27 +795,42 @@ impl ClientStore {
     }
 
     /// A group's name and pickled sender key.
-    pub async fn group(&self, id: &GroupId) -> Result<Option<(String, Option<Zeroizing<Vec<u8>>>)>, StoreError> {
-        let row: Option<(Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as("SELECT name_enc, sender_key_enc FROM groups WHERE id = ?")
-            .bind(&id.0[..])
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn group(
+        &self,
+        id: &GroupId,
+    ) -> Result<Option<(String, Option<Zeroizing<Vec<u8>>>)>, StoreError> {
+        let row: Option<(Vec<u8>, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT name_enc, sender_key_enc FROM groups WHERE id = ?")
+                .bind(&id.0[..])
+                .fetch_optional(&self.pool)
+                .await?;
         let Some((n, s)) = row else { return Ok(None) };
         Ok(Some((
             self.keys.open_string("groups", "name_enc", &id.0, &n)?,
-            s.map(|s| self.keys.open("groups", "sender_key_enc", &id.0, &s).map(Zeroizing::new)).transpose()?,
+            s.map(|s| {
+                self.keys
+                    .open("groups", "sender_key_enc", &id.0, &s)
+                    .map(Zeroizing::new)
+            })
+            .transpose()?,
         )))
     }
 
     fn member_key(&self, group: &GroupId, member: &Address) -> ([u8; 16], Vec<u8>) {
-        let tag = self.keys.blind_index("group_members.member_tag", member.as_bytes());
+        let tag = self
+            .keys
+            .blind_index("group_members.member_tag", member.as_bytes());
         let mut rk = group.0.to_vec();
         rk.extend_from_slice(&tag);
         (tag, rk)
     }
 
     /// Adds (or updates) a group member.
-    pub async fn put_group_member(&self, group: &GroupId, m: &GroupMember) -> Result<(), StoreError> {
+    pub async fn put_group_member(
+        &self,
+        group: &GroupId,
+        m: &GroupMember,
+    ) -> Result<(), StoreError> {
         let (tag, rk) = self.member_key(group, &m.address);
         let role = match m.role {
             GroupRole::Member => 0i64,
@@ -616,7 +848,11 @@ impl ClientStore {
     }
 
     /// Removes a group member. Returns whether they were a member.
-    pub async fn remove_group_member(&self, group: &GroupId, member: &Address) -> Result<bool, StoreError> {
+    pub async fn remove_group_member(
+        &self,
+        group: &GroupId,
+        member: &Address,
+    ) -> Result<bool, StoreError> {
         let (tag, _) = self.member_key(group, member);
         let r = sqlx::query("DELETE FROM group_members WHERE group_id = ? AND member_tag = ?")
             .bind(&group.0[..])
@@ -641,7 +877,11 @@ impl ClientStore {
             let a = self.keys.open("group_members", "member_enc", &rk, &enc)?;
             out.push(GroupMember {
                 address: address("group_members", "member_enc", &a)?,
-                role: if role == 1 { GroupRole::Admin } else { GroupRole::Member },
+                role: if role == 1 {
+                    GroupRole::Admin
+                } else {
+                    GroupRole::Member
+                },
                 joined_at_ms: at,
             });
         }
@@ -664,11 +904,14 @@ impl ClientStore {
 
     /// A joined room.
     pub async fn room(&self, id: &RoomId) -> Result<Option<Room>, StoreError> {
-        let row: Option<(Vec<u8>, Vec<u8>, i64)> = sqlx::query_as("SELECT name_enc, pseudonym_enc, joined_at FROM rooms WHERE id = ?")
-            .bind(&id.0[..])
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some((n, p, at)) = row else { return Ok(None) };
+        let row: Option<(Vec<u8>, Vec<u8>, i64)> =
+            sqlx::query_as("SELECT name_enc, pseudonym_enc, joined_at FROM rooms WHERE id = ?")
+                .bind(&id.0[..])
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some((n, p, at)) = row else {
+            return Ok(None);
+        };
         Ok(Some(Room {
             id: *id,
             name: self.keys.open_string("rooms", "name_enc", &id.0, &n)?,
@@ -679,7 +922,10 @@ impl ClientStore {
 
     /// Leaves a room: its row (and pseudonym) is deleted.
     pub async fn delete_room(&self, id: &RoomId) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM rooms WHERE id = ?").bind(&id.0[..]).execute(&self.pool).await?;
+        let r = sqlx::query("DELETE FROM rooms WHERE id = ?")
+            .bind(&id.0[..])
+            .execute(&self.pool)
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 }

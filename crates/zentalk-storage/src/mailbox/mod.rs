@@ -21,8 +21,8 @@ use std::future::Future;
 pub use postgres::{POSTGRES_MIGRATOR, PostgresMailbox};
 pub use sqlite::{SQLITE_MIGRATOR, SqliteMailbox};
 
-pub use crate::client::MessageId;
 use crate::MailboxError;
+pub use crate::client::MessageId;
 
 /// Largest payload a put accepts (bytes).
 pub const MAX_PAYLOAD_LEN: usize = 64 * 1024;
@@ -186,14 +186,21 @@ pub trait MailboxBackend: Send + Sync {
     ) -> impl Future<Output = Result<FetchPage, MailboxError>> + Send;
 
     /// Deletes the named messages (≤ [`MAX_ACK`]) from `mailbox`. Returns how many existed.
-    fn ack(&self, mailbox: &MailboxId, ids: &[MessageId]) -> impl Future<Output = Result<u64, MailboxError>> + Send;
+    fn ack(
+        &self,
+        mailbox: &MailboxId,
+        ids: &[MessageId],
+    ) -> impl Future<Output = Result<u64, MailboxError>> + Send;
 
     /// Deletes up to [`EXPIRE_CHUNK`] expired messages and prunes transit receipts past
     /// retention or over the cap.
     fn expire(&self, now_ms: u64) -> impl Future<Output = Result<Expired, MailboxError>> + Send;
 
     /// Messages and payload bytes queued in `mailbox`.
-    fn usage(&self, mailbox: &MailboxId) -> impl Future<Output = Result<(u64, u64), MailboxError>> + Send;
+    fn usage(
+        &self,
+        mailbox: &MailboxId,
+    ) -> impl Future<Output = Result<(u64, u64), MailboxError>> + Send;
 
     /// Records a hash-only transit receipt for a forwarded packet (store-nothing mode).
     fn record_transit(
@@ -203,7 +210,10 @@ pub trait MailboxBackend: Send + Sync {
     ) -> impl Future<Output = Result<TransitOutcome, MailboxError>> + Send;
 
     /// When a transit receipt for this hash was recorded, if one is kept.
-    fn transit_seen(&self, packet_hash: &[u8; 32]) -> impl Future<Output = Result<Option<u64>, MailboxError>> + Send;
+    fn transit_seen(
+        &self,
+        packet_hash: &[u8; 32],
+    ) -> impl Future<Output = Result<Option<u64>, MailboxError>> + Send;
 }
 
 /// A mailbox on either backend, chosen by URL.
@@ -221,11 +231,16 @@ impl Mailbox {
     /// `postgres://...` / `postgresql://...`. Migrations are applied; a database with a
     /// migration this build does not know is refused with [`MailboxError::NewerSchema`].
     pub async fn open(url: &str, limits: Limits) -> Result<Self, MailboxError> {
-        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
             if path.is_empty() {
                 return Err(MailboxError::UnsupportedUrl(url.to_string()));
             }
-            return Ok(Self::Sqlite(SqliteMailbox::open(std::path::Path::new(path), limits).await?));
+            return Ok(Self::Sqlite(
+                SqliteMailbox::open(std::path::Path::new(path), limits).await?,
+            ));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(Self::Postgres(PostgresMailbox::open(url, limits).await?));
@@ -252,10 +267,22 @@ macro_rules! delegate {
 }
 
 impl MailboxBackend for Mailbox {
-    async fn put(&self, mailbox: &MailboxId, id: &MessageId, payload: &[u8], now_ms: u64) -> Result<PutOutcome, MailboxError> {
+    async fn put(
+        &self,
+        mailbox: &MailboxId,
+        id: &MessageId,
+        payload: &[u8],
+        now_ms: u64,
+    ) -> Result<PutOutcome, MailboxError> {
         delegate!(self, m => m.put(mailbox, id, payload, now_ms))
     }
-    async fn fetch(&self, mailbox: &MailboxId, after: Cursor, limit: usize, now_ms: u64) -> Result<FetchPage, MailboxError> {
+    async fn fetch(
+        &self,
+        mailbox: &MailboxId,
+        after: Cursor,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<FetchPage, MailboxError> {
         delegate!(self, m => m.fetch(mailbox, after, limit, now_ms))
     }
     async fn ack(&self, mailbox: &MailboxId, ids: &[MessageId]) -> Result<u64, MailboxError> {
@@ -267,7 +294,11 @@ impl MailboxBackend for Mailbox {
     async fn usage(&self, mailbox: &MailboxId) -> Result<(u64, u64), MailboxError> {
         delegate!(self, m => m.usage(mailbox))
     }
-    async fn record_transit(&self, packet_hash: &[u8; 32], now_ms: u64) -> Result<TransitOutcome, MailboxError> {
+    async fn record_transit(
+        &self,
+        packet_hash: &[u8; 32],
+        now_ms: u64,
+    ) -> Result<TransitOutcome, MailboxError> {
         delegate!(self, m => m.record_transit(packet_hash, now_ms))
     }
     async fn transit_seen(&self, packet_hash: &[u8; 32]) -> Result<Option<u64>, MailboxError> {
@@ -275,9 +306,16 @@ impl MailboxBackend for Mailbox {
     }
 }
 
+/// (seq, message_id, payload, received_at, expires_at) as read from either backend.
+pub(crate) type EnvelopeRow = (i64, Vec<u8>, Vec<u8>, i64, i64);
+
 pub(crate) fn check_fetch_limit(limit: usize) -> Result<i64, MailboxError> {
     if limit > MAX_FETCH {
-        return Err(MailboxError::LimitTooLarge { what: "fetch limit", max: MAX_FETCH, found: limit });
+        return Err(MailboxError::LimitTooLarge {
+            what: "fetch limit",
+            max: MAX_FETCH,
+            found: limit,
+        });
     }
     Ok(i64::try_from(limit).unwrap_or(i64::MAX))
 }
@@ -291,15 +329,17 @@ pub(crate) fn to_u64(v: i64) -> u64 {
 }
 
 pub(crate) fn message_id(v: &[u8]) -> Result<MessageId, MailboxError> {
-    let b: [u8; 16] = v
-        .try_into()
-        .map_err(|_| MailboxError::Malformed { table: "mailbox_messages", reason: "message id is not 16 bytes" })?;
+    let b: [u8; 16] = v.try_into().map_err(|_| MailboxError::Malformed {
+        table: "mailbox_messages",
+        reason: "message id is not 16 bytes",
+    })?;
     Ok(MessageId(b))
 }
 
 pub(crate) fn mailbox_id(v: &[u8]) -> Result<MailboxId, MailboxError> {
-    let b: [u8; 32] = v
-        .try_into()
-        .map_err(|_| MailboxError::Malformed { table: "mailbox_messages", reason: "mailbox id is not 32 bytes" })?;
+    let b: [u8; 32] = v.try_into().map_err(|_| MailboxError::Malformed {
+        table: "mailbox_messages",
+        reason: "mailbox id is not 32 bytes",
+    })?;
     Ok(MailboxId(b))
 }

@@ -5,15 +5,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 
 use super::writer::{self, NewRow, Op, OpResult, Sink, WriterHandle};
 use super::{
-    Cursor, EXPIRE_CHUNK, Envelope, Expired, FetchPage, Limits, MAX_ACK, MAX_PAYLOAD_LEN, MailboxBackend, MailboxId,
-    MessageId, PutOutcome, TransitOutcome, WRITE_QUEUE_CAPACITY, check_fetch_limit, mailbox_id, message_id, to_i64,
-    to_u64,
+    Cursor, EXPIRE_CHUNK, Envelope, Expired, FetchPage, Limits, MAX_ACK, MAX_PAYLOAD_LEN,
+    MailboxBackend, MailboxId, MessageId, PutOutcome, TransitOutcome, WRITE_QUEUE_CAPACITY,
+    check_fetch_limit, mailbox_id, message_id, to_i64, to_u64,
 };
 use crate::MailboxError;
 
@@ -49,21 +50,42 @@ impl SqliteMailbox {
     /// Opens (creating if missing) the mailbox database at `path` and starts its writer.
     pub async fn open(path: &Path, limits: Limits) -> Result<Self, MailboxError> {
         let mut conn = SqliteConnection::connect_with(&options(path)).await?;
-        let has: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
-            .fetch_one(&mut conn)
-            .await?;
+        let has: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_one(&mut conn)
+        .await?;
         if has == 1 {
-            let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations").fetch_all(&mut conn).await?;
+            let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+                .fetch_all(&mut conn)
+                .await?;
             crate::client::check_migrations(&SQLITE_MIGRATOR, &versions)
                 .map_err(|(expected, found)| MailboxError::NewerSchema { expected, found })?;
         }
-        SQLITE_MIGRATOR.run(&mut conn).await.map_err(|e| MailboxError::Migrate(e.to_string()))?;
-        let (n, bytes): (i64, i64) = sqlx::query_as("SELECT count(*), coalesce(sum(size), 0) FROM mailbox_messages")
-            .fetch_one(&mut conn)
+        SQLITE_MIGRATOR
+            .run(&mut conn)
+            .await
+            .map_err(|e| MailboxError::Migrate(e.to_string()))?;
+        let (n, bytes): (i64, i64) =
+            sqlx::query_as("SELECT count(*), coalesce(sum(size), 0) FROM mailbox_messages")
+                .fetch_one(&mut conn)
+                .await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(options(path))
             .await?;
-        let read = SqlitePoolOptions::new().max_connections(READERS).connect_with(options(path)).await?;
-        let (writer, task) = writer::spawn(SqliteSink { conn }, limits, (to_u64(n), to_u64(bytes)), WRITE_QUEUE_CAPACITY);
-        Ok(Self { writer, task, read, path: path.to_path_buf() })
+        let (writer, task) = writer::spawn(
+            SqliteSink { conn },
+            limits,
+            (to_u64(n), to_u64(bytes)),
+            WRITE_QUEUE_CAPACITY,
+        );
+        Ok(Self {
+            writer,
+            task,
+            read,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The database path.
@@ -85,7 +107,9 @@ struct SqliteSink {
 
 impl Sink for SqliteSink {
     async fn begin(&mut self) -> Result<(), MailboxError> {
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut self.conn).await?;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut self.conn)
+            .await?;
         Ok(())
     }
 
@@ -99,28 +123,35 @@ impl Sink for SqliteSink {
     }
 
     async fn load_usage(&mut self, mailbox: &MailboxId) -> Result<(u64, u64), MailboxError> {
-        let (n, b): (i64, i64) =
-            sqlx::query_as("SELECT count(*), coalesce(sum(size), 0) FROM mailbox_messages WHERE mailbox = ?")
-                .bind(&mailbox.0[..])
-                .fetch_one(&mut self.conn)
-                .await?;
+        let (n, b): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), coalesce(sum(size), 0) FROM mailbox_messages WHERE mailbox = ?",
+        )
+        .bind(&mailbox.0[..])
+        .fetch_one(&mut self.conn)
+        .await?;
         Ok((to_u64(n), to_u64(b)))
     }
 
     async fn exists(&mut self, mailbox: &MailboxId, id: &MessageId) -> Result<bool, MailboxError> {
-        let r: Option<i64> = sqlx::query_scalar("SELECT 1 FROM mailbox_messages WHERE mailbox = ? AND message_id = ?")
-            .bind(&mailbox.0[..])
-            .bind(&id.0[..])
-            .fetch_optional(&mut self.conn)
-            .await?;
+        let r: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM mailbox_messages WHERE mailbox = ? AND message_id = ?",
+        )
+        .bind(&mailbox.0[..])
+        .bind(&id.0[..])
+        .fetch_optional(&mut self.conn)
+        .await?;
         Ok(r.is_some())
     }
 
-    async fn insert_many(&mut self, rows: &[NewRow<'_>]) -> Result<Vec<(MailboxId, MessageId, u64)>, MailboxError> {
+    async fn insert_many(
+        &mut self,
+        rows: &[NewRow<'_>],
+    ) -> Result<Vec<(MailboxId, MessageId, u64)>, MailboxError> {
         let mut out = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut qb: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT INTO mailbox_messages (mailbox, message_id, payload, size, received_at, expires_at) ");
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO mailbox_messages (mailbox, message_id, payload, size, received_at, expires_at) ",
+            );
             qb.push_values(chunk, |mut b, r| {
                 b.push_bind(&r.mailbox.0[..])
                     .push_bind(&r.id.0[..])
@@ -129,7 +160,9 @@ impl Sink for SqliteSink {
                     .push_bind(r.received_at)
                     .push_bind(r.expires_at);
             });
-            qb.push(" ON CONFLICT (mailbox, message_id) DO NOTHING RETURNING mailbox, message_id, seq");
+            qb.push(
+                " ON CONFLICT (mailbox, message_id) DO NOTHING RETURNING mailbox, message_id, seq",
+            );
             let got = qb.build().fetch_all(&mut self.conn).await?;
             for row in got {
                 let mb: Vec<u8> = row.try_get(0)?;
@@ -140,11 +173,16 @@ impl Sink for SqliteSink {
         Ok(out)
     }
 
-    async fn delete_ids(&mut self, mailbox: &MailboxId, ids: &[MessageId]) -> Result<Vec<u64>, MailboxError> {
+    async fn delete_ids(
+        &mut self,
+        mailbox: &MailboxId,
+        ids: &[MessageId],
+    ) -> Result<Vec<u64>, MailboxError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("DELETE FROM mailbox_messages WHERE mailbox = ");
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("DELETE FROM mailbox_messages WHERE mailbox = ");
         qb.push_bind(&mailbox.0[..]).push(" AND message_id IN (");
         let mut sep = qb.separated(", ");
         for id in ids {
@@ -164,7 +202,9 @@ impl Sink for SqliteSink {
         .bind(i64::try_from(EXPIRE_CHUNK).unwrap_or(i64::MAX))
         .fetch_all(&mut self.conn)
         .await?;
-        rows.into_iter().map(|(m, s)| Ok((mailbox_id(&m)?, to_u64(s)))).collect()
+        rows.into_iter()
+            .map(|(m, s)| Ok((mailbox_id(&m)?, to_u64(s))))
+            .collect()
     }
 
     async fn insert_transit(&mut self, hash: &[u8; 32], now_ms: i64) -> Result<bool, MailboxError> {
@@ -177,8 +217,13 @@ impl Sink for SqliteSink {
     }
 
     async fn prune_transit(&mut self, cutoff: i64, max: u64) -> Result<u64, MailboxError> {
-        let old = sqlx::query("DELETE FROM transit_receipts WHERE seen_at < ?").bind(cutoff).execute(&mut self.conn).await?;
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM transit_receipts").fetch_one(&mut self.conn).await?;
+        let old = sqlx::query("DELETE FROM transit_receipts WHERE seen_at < ?")
+            .bind(cutoff)
+            .execute(&mut self.conn)
+            .await?;
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM transit_receipts")
+            .fetch_one(&mut self.conn)
+            .await?;
         let excess = to_u64(count).saturating_sub(max);
         let mut extra = 0;
         if excess > 0 {
@@ -196,23 +241,49 @@ impl Sink for SqliteSink {
 }
 
 fn unexpected() -> MailboxError {
-    MailboxError::Database(sqlx::Error::Protocol("writer answered with the wrong result kind".into()))
+    MailboxError::Database(sqlx::Error::Protocol(
+        "writer answered with the wrong result kind".into(),
+    ))
 }
 
 impl MailboxBackend for SqliteMailbox {
-    async fn put(&self, mailbox: &MailboxId, id: &MessageId, payload: &[u8], now_ms: u64) -> Result<PutOutcome, MailboxError> {
+    async fn put(
+        &self,
+        mailbox: &MailboxId,
+        id: &MessageId,
+        payload: &[u8],
+        now_ms: u64,
+    ) -> Result<PutOutcome, MailboxError> {
         if payload.len() > MAX_PAYLOAD_LEN {
-            return Err(MailboxError::PayloadTooLarge { max: MAX_PAYLOAD_LEN, found: payload.len() });
+            return Err(MailboxError::PayloadTooLarge {
+                max: MAX_PAYLOAD_LEN,
+                found: payload.len(),
+            });
         }
-        match self.writer.call(Op::Put { mailbox: *mailbox, id: *id, payload: payload.to_vec(), now_ms }).await? {
+        match self
+            .writer
+            .call(Op::Put {
+                mailbox: *mailbox,
+                id: *id,
+                payload: payload.to_vec(),
+                now_ms,
+            })
+            .await?
+        {
             OpResult::Put(p) => Ok(p),
             _ => Err(unexpected()),
         }
     }
 
-    async fn fetch(&self, mailbox: &MailboxId, after: Cursor, limit: usize, now_ms: u64) -> Result<FetchPage, MailboxError> {
+    async fn fetch(
+        &self,
+        mailbox: &MailboxId,
+        after: Cursor,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<FetchPage, MailboxError> {
         let lim = check_fetch_limit(limit)?;
-        let rows: Vec<(i64, Vec<u8>, Vec<u8>, i64, i64)> = sqlx::query_as(
+        let rows: Vec<super::EnvelopeRow> = sqlx::query_as(
             "SELECT seq, message_id, payload, received_at, expires_at FROM mailbox_messages \
              WHERE mailbox = ? AND seq > ? AND expires_at > ? ORDER BY seq LIMIT ?",
         )
@@ -227,7 +298,14 @@ impl MailboxBackend for SqliteMailbox {
 
     async fn ack(&self, mailbox: &MailboxId, ids: &[MessageId]) -> Result<u64, MailboxError> {
         check_ack(ids)?;
-        match self.writer.call(Op::Ack { mailbox: *mailbox, ids: ids.to_vec() }).await? {
+        match self
+            .writer
+            .call(Op::Ack {
+                mailbox: *mailbox,
+                ids: ids.to_vec(),
+            })
+            .await?
+        {
             OpResult::Acked(n) => Ok(n),
             _ => Err(unexpected()),
         }
@@ -241,38 +319,58 @@ impl MailboxBackend for SqliteMailbox {
     }
 
     async fn usage(&self, mailbox: &MailboxId) -> Result<(u64, u64), MailboxError> {
-        let (n, b): (i64, i64) =
-            sqlx::query_as("SELECT count(*), coalesce(sum(size), 0) FROM mailbox_messages WHERE mailbox = ?")
-                .bind(&mailbox.0[..])
-                .fetch_one(&self.read)
-                .await?;
+        let (n, b): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), coalesce(sum(size), 0) FROM mailbox_messages WHERE mailbox = ?",
+        )
+        .bind(&mailbox.0[..])
+        .fetch_one(&self.read)
+        .await?;
         Ok((to_u64(n), to_u64(b)))
     }
 
-    async fn record_transit(&self, packet_hash: &[u8; 32], now_ms: u64) -> Result<TransitOutcome, MailboxError> {
-        match self.writer.call(Op::Transit { hash: *packet_hash, now_ms }).await? {
+    async fn record_transit(
+        &self,
+        packet_hash: &[u8; 32],
+        now_ms: u64,
+    ) -> Result<TransitOutcome, MailboxError> {
+        match self
+            .writer
+            .call(Op::Transit {
+                hash: *packet_hash,
+                now_ms,
+            })
+            .await?
+        {
             OpResult::Transit(t) => Ok(t),
             _ => Err(unexpected()),
         }
     }
 
     async fn transit_seen(&self, packet_hash: &[u8; 32]) -> Result<Option<u64>, MailboxError> {
-        let r: Option<i64> = sqlx::query_scalar("SELECT seen_at FROM transit_receipts WHERE packet_hash = ?")
-            .bind(&packet_hash[..])
-            .fetch_optional(&self.read)
-            .await?;
+        let r: Option<i64> =
+            sqlx::query_scalar("SELECT seen_at FROM transit_receipts WHERE packet_hash = ?")
+                .bind(&packet_hash[..])
+                .fetch_optional(&self.read)
+                .await?;
         Ok(r.map(to_u64))
     }
 }
 
 pub(crate) fn check_ack(ids: &[MessageId]) -> Result<(), MailboxError> {
     if ids.len() > MAX_ACK {
-        return Err(MailboxError::LimitTooLarge { what: "ack ids", max: MAX_ACK, found: ids.len() });
+        return Err(MailboxError::LimitTooLarge {
+            what: "ack ids",
+            max: MAX_ACK,
+            found: ids.len(),
+        });
     }
     Ok(())
 }
 
-pub(crate) fn build_page(rows: Vec<(i64, Vec<u8>, Vec<u8>, i64, i64)>, after: Cursor) -> Result<FetchPage, MailboxError> {
+pub(crate) fn build_page(
+    rows: Vec<super::EnvelopeRow>,
+    after: Cursor,
+) -> Result<FetchPage, MailboxError> {
     let mut envelopes = Vec::with_capacity(rows.len());
     for (seq, id, payload, received, expires) in rows {
         envelopes.push(Envelope {

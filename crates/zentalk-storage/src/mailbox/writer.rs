@@ -11,16 +11,31 @@ use std::future::Future;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Expired, Limits, MAX_BATCH, MailboxId, MessageId, PutOutcome, TransitOutcome, USAGE_CACHE_MAX};
+use super::{
+    Expired, Limits, MAX_BATCH, MailboxId, MessageId, PutOutcome, TransitOutcome, USAGE_CACHE_MAX,
+};
 use crate::{MailboxError, QuotaKind, QuotaScope};
 
 /// One mutation.
 #[derive(Debug)]
 pub(crate) enum Op {
-    Put { mailbox: MailboxId, id: MessageId, payload: Vec<u8>, now_ms: u64 },
-    Ack { mailbox: MailboxId, ids: Vec<MessageId> },
-    Expire { now_ms: u64 },
-    Transit { hash: [u8; 32], now_ms: u64 },
+    Put {
+        mailbox: MailboxId,
+        id: MessageId,
+        payload: Vec<u8>,
+        now_ms: u64,
+    },
+    Ack {
+        mailbox: MailboxId,
+        ids: Vec<MessageId>,
+    },
+    Expire {
+        now_ms: u64,
+    },
+    Transit {
+        hash: [u8; 32],
+        now_ms: u64,
+    },
 }
 
 /// Its result.
@@ -47,9 +62,16 @@ pub(crate) trait Sink: Send + 'static {
     fn commit(&mut self) -> impl Future<Output = Result<(), MailboxError>> + Send;
     fn rollback(&mut self) -> impl Future<Output = ()> + Send;
     /// Current (messages, bytes) of a mailbox.
-    fn load_usage(&mut self, mailbox: &MailboxId) -> impl Future<Output = Result<(u64, u64), MailboxError>> + Send;
+    fn load_usage(
+        &mut self,
+        mailbox: &MailboxId,
+    ) -> impl Future<Output = Result<(u64, u64), MailboxError>> + Send;
     /// Whether (mailbox, id) is queued.
-    fn exists(&mut self, mailbox: &MailboxId, id: &MessageId) -> impl Future<Output = Result<bool, MailboxError>> + Send;
+    fn exists(
+        &mut self,
+        mailbox: &MailboxId,
+        id: &MessageId,
+    ) -> impl Future<Output = Result<bool, MailboxError>> + Send;
     /// Inserts rows, skipping (mailbox, id) pairs already present; returns the inserted
     /// (mailbox, id, seq).
     fn insert_many(
@@ -63,11 +85,22 @@ pub(crate) trait Sink: Send + 'static {
         ids: &[MessageId],
     ) -> impl Future<Output = Result<Vec<u64>, MailboxError>> + Send;
     /// Deletes up to `EXPIRE_CHUNK` expired messages; returns (mailbox, size) of each.
-    fn delete_expired(&mut self, now_ms: i64) -> impl Future<Output = Result<Vec<(MailboxId, u64)>, MailboxError>> + Send;
+    fn delete_expired(
+        &mut self,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Vec<(MailboxId, u64)>, MailboxError>> + Send;
     /// Inserts a receipt; false if the hash was present.
-    fn insert_transit(&mut self, hash: &[u8; 32], now_ms: i64) -> impl Future<Output = Result<bool, MailboxError>> + Send;
+    fn insert_transit(
+        &mut self,
+        hash: &[u8; 32],
+        now_ms: i64,
+    ) -> impl Future<Output = Result<bool, MailboxError>> + Send;
     /// Deletes receipts older than `cutoff` and the oldest beyond `max`; returns how many.
-    fn prune_transit(&mut self, cutoff: i64, max: u64) -> impl Future<Output = Result<u64, MailboxError>> + Send;
+    fn prune_transit(
+        &mut self,
+        cutoff: i64,
+        max: u64,
+    ) -> impl Future<Output = Result<u64, MailboxError>> + Send;
 }
 
 pub(crate) struct Request {
@@ -84,7 +117,10 @@ pub(crate) struct WriterHandle {
 impl WriterHandle {
     pub(crate) async fn call(&self, op: Op) -> Result<OpResult, MailboxError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Request { op, reply }).await.map_err(|_| MailboxError::WriterStopped)?;
+        self.tx
+            .send(Request { op, reply })
+            .await
+            .map_err(|_| MailboxError::WriterStopped)?;
         rx.await.map_err(|_| MailboxError::WriterStopped)?
     }
 }
@@ -96,14 +132,27 @@ pub(crate) struct Usage {
 }
 
 /// Spawns the writer task over `sink`, with `global` the usage at start.
-pub(crate) fn spawn<S: Sink>(sink: S, limits: Limits, global: (u64, u64), capacity: usize) -> (WriterHandle, tokio::task::JoinHandle<()>) {
+pub(crate) fn spawn<S: Sink>(
+    sink: S,
+    limits: Limits,
+    global: (u64, u64),
+    capacity: usize,
+) -> (WriterHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(capacity);
-    let usage = Usage { per: HashMap::new(), global };
+    let usage = Usage {
+        per: HashMap::new(),
+        global,
+    };
     let task = tokio::spawn(run(sink, limits, usage, rx));
     (WriterHandle { tx }, task)
 }
 
-async fn run<S: Sink>(mut sink: S, limits: Limits, mut usage: Usage, mut rx: mpsc::Receiver<Request>) {
+async fn run<S: Sink>(
+    mut sink: S,
+    limits: Limits,
+    mut usage: Usage,
+    mut rx: mpsc::Receiver<Request>,
+) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     loop {
         let n = rx.recv_many(&mut batch, MAX_BATCH).await;
@@ -124,7 +173,9 @@ async fn run<S: Sink>(mut sink: S, limits: Limits, mut usage: Usage, mut rx: mps
                 let msg = e.to_string();
                 let mut first = Some(e);
                 for req in batch.drain(..) {
-                    let err = first.take().unwrap_or_else(|| MailboxError::Database(sqlx::Error::Protocol(msg.clone())));
+                    let err = first.take().unwrap_or_else(|| {
+                        MailboxError::Database(sqlx::Error::Protocol(msg.clone()))
+                    });
                     let _ = req.reply.send(Err(err));
                 }
             }
@@ -140,14 +191,23 @@ struct Overlay {
 }
 
 fn add(base: u64, d: i64) -> u64 {
-    if d >= 0 { base.saturating_add(d.unsigned_abs()) } else { base.saturating_sub(d.unsigned_abs()) }
+    if d >= 0 {
+        base.saturating_add(d.unsigned_abs())
+    } else {
+        base.saturating_sub(d.unsigned_abs())
+    }
 }
 
 fn size_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-async fn current<S: Sink>(sink: &mut S, usage: &Usage, ov: &mut Overlay, mb: &MailboxId) -> Result<(u64, u64), MailboxError> {
+async fn current<S: Sink>(
+    sink: &mut S,
+    usage: &Usage,
+    ov: &mut Overlay,
+    mb: &MailboxId,
+) -> Result<(u64, u64), MailboxError> {
     let base = match usage.per.get(mb).or_else(|| ov.loaded.get(mb)) {
         Some(b) => *b,
         None => {
@@ -174,16 +234,50 @@ fn bump(ov: &mut Overlay, mb: &MailboxId, n: i64, bytes: i64, track: bool) {
     ov.global.1 += bytes;
 }
 
-fn quota_check(limits: &Limits, mbox: (u64, u64), global: (u64, u64), size: u64) -> Result<(), MailboxError> {
+fn quota_check(
+    limits: &Limits,
+    mbox: (u64, u64),
+    global: (u64, u64),
+    size: u64,
+) -> Result<(), MailboxError> {
     let checks = [
-        (QuotaScope::Mailbox, QuotaKind::Messages, mbox.0.saturating_add(1), limits.mailbox_messages, mbox.0),
-        (QuotaScope::Mailbox, QuotaKind::Bytes, mbox.1.saturating_add(size), limits.mailbox_bytes, mbox.1),
-        (QuotaScope::Global, QuotaKind::Messages, global.0.saturating_add(1), limits.global_messages, global.0),
-        (QuotaScope::Global, QuotaKind::Bytes, global.1.saturating_add(size), limits.global_bytes, global.1),
+        (
+            QuotaScope::Mailbox,
+            QuotaKind::Messages,
+            mbox.0.saturating_add(1),
+            limits.mailbox_messages,
+            mbox.0,
+        ),
+        (
+            QuotaScope::Mailbox,
+            QuotaKind::Bytes,
+            mbox.1.saturating_add(size),
+            limits.mailbox_bytes,
+            mbox.1,
+        ),
+        (
+            QuotaScope::Global,
+            QuotaKind::Messages,
+            global.0.saturating_add(1),
+            limits.global_messages,
+            global.0,
+        ),
+        (
+            QuotaScope::Global,
+            QuotaKind::Bytes,
+            global.1.saturating_add(size),
+            limits.global_bytes,
+            global.1,
+        ),
     ];
     for (scope, kind, after, limit, cur) in checks {
         if after > limit {
-            return Err(MailboxError::Full { scope, kind, limit, current: cur });
+            return Err(MailboxError::Full {
+                scope,
+                kind,
+                limit,
+                current: cur,
+            });
         }
     }
     Ok(())
@@ -191,17 +285,33 @@ fn quota_check(limits: &Limits, mbox: (u64, u64), global: (u64, u64), size: u64)
 
 fn copy_put_error(e: &MailboxError) -> MailboxError {
     match e {
-        MailboxError::Full { scope, kind, limit, current } => {
-            MailboxError::Full { scope: *scope, kind: *kind, limit: *limit, current: *current }
-        }
-        MailboxError::PayloadTooLarge { max, found } => MailboxError::PayloadTooLarge { max: *max, found: *found },
+        MailboxError::Full {
+            scope,
+            kind,
+            limit,
+            current,
+        } => MailboxError::Full {
+            scope: *scope,
+            kind: *kind,
+            limit: *limit,
+            current: *current,
+        },
+        MailboxError::PayloadTooLarge { max, found } => MailboxError::PayloadTooLarge {
+            max: *max,
+            found: *found,
+        },
         other => MailboxError::Database(sqlx::Error::Protocol(other.to_string())),
     }
 }
 
 type Slot = Option<Result<OpResult, MailboxError>>;
 
-async fn apply_batch<S: Sink>(sink: &mut S, limits: &Limits, usage: &mut Usage, ops: &[&Op]) -> Result<Vec<Result<OpResult, MailboxError>>, MailboxError> {
+async fn apply_batch<S: Sink>(
+    sink: &mut S,
+    limits: &Limits,
+    usage: &mut Usage,
+    ops: &[&Op],
+) -> Result<Vec<Result<OpResult, MailboxError>>, MailboxError> {
     sink.begin().await?;
     let mut ov = Overlay::default();
     let res = apply_ops(sink, limits, usage, &mut ov, ops).await;
@@ -222,7 +332,10 @@ async fn apply_batch<S: Sink>(sink: &mut S, limits: &Limits, usage: &mut Usage, 
             *e = (add(e.0, d.0), add(e.1, d.1));
         }
     }
-    usage.global = (add(usage.global.0, ov.global.0), add(usage.global.1, ov.global.1));
+    usage.global = (
+        add(usage.global.0, ov.global.0),
+        add(usage.global.1, ov.global.1),
+    );
     Ok(results)
 }
 
@@ -242,7 +355,12 @@ async fn apply_ops<S: Sink>(
 
     for (i, op) in ops.iter().enumerate() {
         match op {
-            Op::Put { mailbox, id, payload, .. } => {
+            Op::Put {
+                mailbox,
+                id,
+                payload,
+                ..
+            } => {
                 if let Some(&first) = first_put.get(&(*mailbox, *id)) {
                     repeats.push((i, first));
                     continue;
@@ -250,7 +368,10 @@ async fn apply_ops<S: Sink>(
                 first_put.insert((*mailbox, *id), i);
                 let size = u64::try_from(payload.len()).unwrap_or(u64::MAX);
                 let cur = current(sink, usage, ov, mailbox).await?;
-                let global = (add(usage.global.0, ov.global.0), add(usage.global.1, ov.global.1));
+                let global = (
+                    add(usage.global.0, ov.global.0),
+                    add(usage.global.1, ov.global.1),
+                );
                 if let Err(full) = quota_check(limits, cur, global, size) {
                     // A retried put of a queued message is a duplicate, not a quota failure.
                     slots[i] = Some(if sink.exists(mailbox, id).await? {
@@ -281,14 +402,21 @@ async fn apply_ops<S: Sink>(
                             bump(ov, mb, -1, -to_i64(*size), track);
                         }
                         let cutoff = now.saturating_sub(to_i64(limits.transit_retention_ms));
-                        let receipts = sink.prune_transit(cutoff, limits.max_transit_receipts).await?;
-                        OpResult::Expired(Expired { messages: u64::try_from(gone.len()).unwrap_or(u64::MAX), receipts })
+                        let receipts = sink
+                            .prune_transit(cutoff, limits.max_transit_receipts)
+                            .await?;
+                        OpResult::Expired(Expired {
+                            messages: u64::try_from(gone.len()).unwrap_or(u64::MAX),
+                            receipts,
+                        })
                     }
-                    Op::Transit { hash, now_ms } => OpResult::Transit(if sink.insert_transit(hash, to_i64(*now_ms)).await? {
-                        TransitOutcome::Recorded
-                    } else {
-                        TransitOutcome::AlreadySeen
-                    }),
+                    Op::Transit { hash, now_ms } => {
+                        OpResult::Transit(if sink.insert_transit(hash, to_i64(*now_ms)).await? {
+                            TransitOutcome::Recorded
+                        } else {
+                            TransitOutcome::AlreadySeen
+                        })
+                    }
                     Op::Put { .. } => continue,
                 }));
             }
@@ -304,7 +432,13 @@ async fn apply_ops<S: Sink>(
     }
     Ok(slots
         .into_iter()
-        .map(|s| s.unwrap_or_else(|| Err(MailboxError::Database(sqlx::Error::Protocol("request left unanswered".into())))))
+        .map(|s| {
+            s.unwrap_or_else(|| {
+                Err(MailboxError::Database(sqlx::Error::Protocol(
+                    "request left unanswered".into(),
+                )))
+            })
+        })
         .collect())
 }
 
@@ -326,7 +460,13 @@ async fn flush<S: Sink>(
     }
     let mut rows = Vec::with_capacity(pending.len());
     for &i in pending.iter() {
-        if let Op::Put { mailbox, id, payload, now_ms } = ops[i] {
+        if let Op::Put {
+            mailbox,
+            id,
+            payload,
+            now_ms,
+        } = ops[i]
+        {
             let received = to_i64(*now_ms);
             rows.push(NewRow {
                 mailbox,
@@ -337,10 +477,20 @@ async fn flush<S: Sink>(
             });
         }
     }
-    let inserted: HashMap<(MailboxId, MessageId), u64> =
-        sink.insert_many(&rows).await?.into_iter().map(|(m, id, seq)| ((m, id), seq)).collect();
+    let inserted: HashMap<(MailboxId, MessageId), u64> = sink
+        .insert_many(&rows)
+        .await?
+        .into_iter()
+        .map(|(m, id, seq)| ((m, id), seq))
+        .collect();
     for &i in pending.iter() {
-        if let Op::Put { mailbox, id, payload, .. } = ops[i] {
+        if let Op::Put {
+            mailbox,
+            id,
+            payload,
+            ..
+        } = ops[i]
+        {
             slots[i] = Some(Ok(OpResult::Put(match inserted.get(&(*mailbox, *id)) {
                 Some(&seq) => PutOutcome::Stored { seq },
                 None => {
