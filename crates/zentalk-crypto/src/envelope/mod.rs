@@ -126,6 +126,11 @@ impl EnvelopeId {
     pub const fn to_bytes(&self) -> [u8; ID_LEN] {
         self.0
     }
+
+    /// Borrows the raw bytes.
+    pub const fn as_bytes(&self) -> &[u8; ID_LEN] {
+        &self.0
+    }
 }
 
 impl fmt::Debug for EnvelopeId {
