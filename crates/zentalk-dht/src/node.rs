@@ -547,13 +547,15 @@ impl Node {
 
     /// Retries or fails every request whose deadline has passed; republishes and purges.
     pub fn handle_timeout(&mut self, now: u64) {
-        let due: Vec<u64> = self
+        let mut due: Vec<(u64, u64)> = self
             .pending
             .iter()
             .filter(|(_, p)| p.deadline <= now)
-            .map(|(id, _)| *id)
+            .map(|(id, p)| (p.deadline, *id))
             .collect();
-        for id in due {
+        // Deterministic order whatever the hash map's.
+        due.sort_unstable();
+        for (_, id) in due {
             let Some(mut p) = self.pending.remove(&id) else {
                 continue;
             };
@@ -575,12 +577,13 @@ impl Node {
             self.next_purge = now.saturating_add(PURGE_INTERVAL_MS);
         }
         if self.config.republish_interval_ms > 0 {
-            let due: Vec<Record> = self
+            let mut due: Vec<Record> = self
                 .published
                 .values()
                 .filter(|(_, at)| *at <= now)
                 .map(|(r, _)| r.clone())
                 .collect();
+            due.sort_unstable_by_key(|r| r.key);
             for r in due {
                 if r.expires_at_ms <= now {
                     self.published.remove(&r.key);

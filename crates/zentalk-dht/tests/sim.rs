@@ -1,0 +1,374 @@
+//! Simulator runs at a few hundred nodes: static, dead nodes, malicious nodes with disjoint
+//! paths, loss and churn, and the full wire codec with signatures. Every failure message
+//! carries the seed (and the simulator prints it when a test panics).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use zentalk_crypto::{IdentityKeyPair, NodeId};
+use zentalk_dht::sim::{Behavior, Sim, SimConfig};
+use zentalk_dht::{
+    Capabilities, Config, PrekeyLocator, Record, RelayDescriptor, prekey_period, sign_prekey_bundle,
+};
+
+fn relay_record(sim: &mut Sim, seq: u64) -> (IdentityKeyPair, Record) {
+    let id = IdentityKeyPair::generate(sim.rng());
+    let rec = RelayDescriptor {
+        addrs: vec!["192.0.2.9:4433".parse().unwrap()],
+        noise_static_key: [7u8; 32],
+        onion_keys: vec![(1, [8u8; 32])],
+        capabilities: Capabilities::MAILBOX,
+    }
+    .sign(&id, seq, sim.now() + 6 * 3_600_000)
+    .unwrap();
+    (id, rec)
+}
+
+fn honest_alive(sim: &mut Sim) -> usize {
+    loop {
+        let i = sim.random_index(sim.len());
+        if sim.is_alive(i) && sim.behavior(i) == Some(Behavior::Honest) {
+            return i;
+        }
+    }
+}
+
+struct Outcome {
+    value_ok: usize,
+    value_total: usize,
+    node_ok: usize,
+    node_total: usize,
+    hops: Vec<u32>,
+}
+
+/// Publishes `records` records, applies `damage`, then runs value and node lookups.
+fn scenario(
+    cfg: SimConfig,
+    records: usize,
+    lookups: usize,
+    damage: impl FnOnce(&mut Sim),
+) -> Outcome {
+    let seed = cfg.seed;
+    let mut sim = Sim::new(cfg).unwrap();
+    sim.bootstrap_all();
+    let mut keys = Vec::new();
+    for _ in 0..records {
+        let (_, rec) = relay_record(&mut sim, 1);
+        let p = honest_alive(&mut sim);
+        keys.push(rec.key);
+        let stored = sim.publish(p, rec).unwrap();
+        assert!(stored >= 10, "seed {seed}: stored on {stored} nodes only");
+    }
+    damage(&mut sim);
+    let mut out = Outcome {
+        value_ok: 0,
+        value_total: 0,
+        node_ok: 0,
+        node_total: 0,
+        hops: Vec::new(),
+    };
+    for j in 0..lookups {
+        let key = keys[j % keys.len()];
+        let from = honest_alive(&mut sim);
+        let (rec, stats) = sim.find_value_stats(from, key).unwrap();
+        out.value_total += 1;
+        if rec.is_some_and(|r| r.key == key) {
+            out.value_ok += 1;
+            out.hops.push(stats.hops);
+        }
+        let target_idx = honest_alive(&mut sim);
+        let target = sim.contact(target_idx).unwrap().id;
+        let from = honest_alive(&mut sim);
+        if from == target_idx {
+            continue;
+        }
+        let (contacts, _) = sim.find_node(from, target).unwrap();
+        out.node_total += 1;
+        if contacts.first().is_some_and(|c| c.id == target) {
+            out.node_ok += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn static_network_every_lookup_succeeds() {
+    let cfg = SimConfig {
+        nodes: 250,
+        seed: 101,
+        ..SimConfig::default()
+    };
+    let o = scenario(cfg, 10, 40, |_| {});
+    assert_eq!(o.value_ok, o.value_total, "seed 101");
+    assert_eq!(o.node_ok, o.node_total, "seed 101");
+    let mut h = o.hops.clone();
+    h.sort_unstable();
+    assert!(
+        h[h.len() / 2] <= 3,
+        "seed 101: median hops {}",
+        h[h.len() / 2]
+    );
+}
+
+#[test]
+fn twenty_percent_dead_nodes() {
+    let cfg = SimConfig {
+        nodes: 250,
+        seed: 202,
+        ..SimConfig::default()
+    };
+    let o = scenario(cfg, 10, 40, |sim| {
+        let n = sim.len();
+        let mut killed = 0;
+        while killed < n / 5 {
+            let i = 1 + sim.random_index(n - 1);
+            if sim.is_alive(i) {
+                sim.kill(i);
+                killed += 1;
+            }
+        }
+    });
+    assert!(
+        o.value_ok * 100 >= o.value_total * 99,
+        "seed 202: {}/{}",
+        o.value_ok,
+        o.value_total
+    );
+    assert!(
+        o.node_ok * 100 >= o.node_total * 99,
+        "seed 202: {}/{}",
+        o.node_ok,
+        o.node_total
+    );
+}
+
+fn make_malicious(sim: &mut Sim, b: Behavior) {
+    let n = sim.len();
+    let mut bad = 0;
+    while bad < n / 5 {
+        let i = 1 + sim.random_index(n - 1);
+        if sim.behavior(i) == Some(Behavior::Honest) {
+            sim.set_behavior(i, b);
+            bad += 1;
+        }
+    }
+}
+
+#[test]
+fn twenty_percent_malicious_with_disjoint_paths() {
+    let node = Config {
+        disjoint_paths: 4,
+        republish_interval_ms: 0,
+        ..Config::default()
+    };
+    let cfg = SimConfig {
+        nodes: 200,
+        seed: 303,
+        node,
+        ..SimConfig::default()
+    };
+    let o = scenario(cfg, 10, 30, |sim| {
+        make_malicious(sim, Behavior::WrongContacts)
+    });
+    assert!(
+        o.value_ok * 100 >= o.value_total * 99,
+        "seed 303: {}/{}",
+        o.value_ok,
+        o.value_total
+    );
+    assert!(
+        o.node_ok * 100 >= o.node_total * 99,
+        "seed 303: {}/{}",
+        o.node_ok,
+        o.node_total
+    );
+}
+
+#[test]
+fn request_droppers_are_routed_around() {
+    let cfg = SimConfig {
+        nodes: 150,
+        seed: 404,
+        ..SimConfig::default()
+    };
+    let o = scenario(cfg, 5, 30, |sim| {
+        make_malicious(sim, Behavior::DropRequests)
+    });
+    assert!(
+        o.value_ok * 100 >= o.value_total * 99,
+        "seed 404: {}/{}",
+        o.value_ok,
+        o.value_total
+    );
+}
+
+#[test]
+fn loss_and_churn() {
+    let cfg = SimConfig {
+        nodes: 150,
+        seed: 505,
+        loss: 0.05,
+        ..SimConfig::default()
+    };
+    let o = scenario(cfg, 5, 30, |sim| {
+        // A quarter of the nodes leave, 40 new ones join.
+        for _ in 0..40 {
+            let i = 1 + sim.random_index(sim.len() - 1);
+            sim.kill(i);
+        }
+        for _ in 0..40 {
+            sim.add_node().unwrap();
+        }
+    });
+    assert!(
+        o.value_ok * 100 >= o.value_total * 95,
+        "seed 505: {}/{}",
+        o.value_ok,
+        o.value_total
+    );
+    assert!(
+        o.node_ok * 100 >= o.node_total * 95,
+        "seed 505: {}/{}",
+        o.node_ok,
+        o.node_total
+    );
+}
+
+#[test]
+fn wire_mode_with_signatures_and_prekeys() {
+    let seed = 606;
+    let cfg = SimConfig {
+        nodes: 60,
+        seed,
+        wire: true,
+        ..SimConfig::default()
+    };
+    let mut sim = Sim::new(cfg).unwrap();
+    sim.bootstrap_all();
+    assert_eq!(sim.stats().refused, 0, "seed {seed}");
+    let user = IdentityKeyPair::generate(sim.rng());
+    let period = prekey_period(sim.now());
+    let mut rng = rand_chacha::ChaCha20Rng::from_seed_u64(seed);
+    let rec = sign_prekey_bundle(
+        &user,
+        b"bundle-v1",
+        period,
+        1,
+        sim.now() + 3_600_000,
+        &mut rng,
+    )
+    .unwrap();
+    assert!(sim.publish(5, rec).unwrap() >= 15, "seed {seed}");
+    let loc = PrekeyLocator::new(&user.public_key(), period).unwrap();
+    let found = sim.find_value(40, loc.key()).unwrap().expect("found");
+    assert_eq!(loc.open(&found, sim.now()).unwrap(), b"bundle-v1");
+    // A newer version replaces it; replaying the old one is refused everywhere.
+    let rec2 = sign_prekey_bundle(
+        &user,
+        b"bundle-v2",
+        period,
+        2,
+        sim.now() + 3_600_000,
+        &mut rng,
+    )
+    .unwrap();
+    assert!(sim.publish(7, rec2).unwrap() >= 15);
+    let old = sign_prekey_bundle(
+        &user,
+        b"bundle-v1",
+        period,
+        1,
+        sim.now() + 3_600_000,
+        &mut rng,
+    )
+    .unwrap();
+    // The old version counts as "stored" nowhere: every holder reports a newer sequence.
+    let _ = sim.publish(9, old).unwrap();
+    let found = sim.find_value(50, loc.key()).unwrap().expect("found");
+    assert_eq!(found.sequence, 2, "seed {seed}");
+    assert_eq!(loc.open(&found, sim.now()).unwrap(), b"bundle-v2");
+}
+
+#[test]
+fn republish_reaches_new_nodes_and_records_expire() {
+    let seed = 707;
+    let node = Config {
+        republish_interval_ms: 3_600_000,
+        ..Config::default()
+    };
+    let cfg = SimConfig {
+        nodes: 100,
+        seed,
+        node,
+        ..SimConfig::default()
+    };
+    let mut sim = Sim::new(cfg).unwrap();
+    sim.bootstrap_all();
+    let id = IdentityKeyPair::generate(sim.rng());
+    let rec = RelayDescriptor {
+        addrs: vec!["192.0.2.1:1".parse().unwrap()],
+        noise_static_key: [1u8; 32],
+        onion_keys: vec![(1, [2u8; 32])],
+        capabilities: Capabilities::STORE_NOTHING,
+    }
+    .sign(&id, 1, sim.now() + 3 * 3_600_000)
+    .unwrap();
+    let key = rec.key;
+    sim.publish(3, rec).unwrap();
+    // Every holder dies; after the owner republishes, the record is found again.
+    let holders: Vec<usize> = (0..sim.len())
+        .filter(|&i| i != 3 && sim.node(i).unwrap().store().get(&key, sim.now()).is_some())
+        .collect();
+    assert!(!holders.is_empty());
+    for &h in &holders {
+        sim.kill(h);
+    }
+    let t = sim.now();
+    sim.advance_to(t + 3_600_000 + 1);
+    let from = (0..sim.len()).find(|&i| sim.is_alive(i) && i != 3).unwrap();
+    assert!(sim.find_value(from, key).unwrap().is_some(), "seed {seed}");
+    // After expiry nobody serves it.
+    sim.advance_to(t + 3 * 3_600_000 + 1);
+    assert!(sim.find_value(from, key).unwrap().is_none(), "seed {seed}");
+}
+
+#[test]
+fn forged_store_is_refused_by_the_network() {
+    let seed = 808;
+    let mut sim = Sim::new(SimConfig {
+        nodes: 80,
+        seed,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    sim.bootstrap_all();
+    let (victim, rec) = relay_record(&mut sim, 5);
+    let key = rec.key;
+    sim.publish(2, rec).unwrap();
+    // The attacker re-signs a higher sequence for the victim's key with its own key.
+    let attacker = IdentityKeyPair::generate(sim.rng());
+    let mut forged = RelayDescriptor {
+        addrs: vec!["203.0.113.66:1".parse().unwrap()],
+        noise_static_key: [6u8; 32],
+        onion_keys: vec![(1, [6u8; 32])],
+        capabilities: Capabilities::MAILBOX,
+    }
+    .sign(&attacker, 99, sim.now() + 1000)
+    .unwrap();
+    forged.key = key;
+    // The node API refuses to publish it at all...
+    let now = sim.now();
+    assert!(forged.validate(now).is_err());
+    assert!(sim.start_publish(4, forged).is_err());
+    let found = sim.find_value(30, key).unwrap().unwrap();
+    assert_eq!(found.sequence, 5, "seed {seed}");
+    assert_eq!(found.signer, victim.public_key().to_bytes());
+    let _ = NodeId::of(&victim.public_key());
+}
+
+trait FromSeed {
+    fn from_seed_u64(s: u64) -> Self;
+}
+impl FromSeed for rand_chacha::ChaCha20Rng {
+    fn from_seed_u64(s: u64) -> Self {
+        rand_core::SeedableRng::seed_from_u64(s)
+    }
+}
