@@ -7,10 +7,10 @@ use zentalk_crypto::{
     CryptoRngCore, IdentityKeyPair, IdentityPublicKey, Signature, X25519PublicKey, X25519Secret,
 };
 
+use crate::SessionCreationError;
 use crate::message::PrekeyMessage;
 use crate::session::{Session, SessionConfig};
 use crate::x3dh::{self, PrekeyBundle};
-use crate::SessionCreationError;
 
 /// Most one-time prekeys an account holds; [`Account::generate_one_time_prekeys`] stops there.
 pub const MAX_ONE_TIME_PREKEYS: usize = 1000;
@@ -68,7 +68,11 @@ impl Account {
 
     /// An account from raw keys (migration and interop tests): identity, signed prekey id and
     /// secret.
-    pub fn from_keys(identity: IdentityKeyPair, signed_prekey_id: u32, signed_prekey: X25519Secret) -> Self {
+    pub fn from_keys(
+        identity: IdentityKeyPair,
+        signed_prekey_id: u32,
+        signed_prekey: X25519Secret,
+    ) -> Self {
         let signature = identity.sign(signed_prekey.public_key().as_bytes());
         Self {
             identity_x25519: identity.to_x25519(),
@@ -102,24 +106,36 @@ impl Account {
 
     /// Ids of the retired signed prekeys still accepted.
     pub fn retired_signed_prekey_ids(&self) -> Vec<u32> {
-        self.retired_signed_prekeys.iter().map(|r| r.prekey.id).collect()
+        self.retired_signed_prekeys
+            .iter()
+            .map(|r| r.prekey.id)
+            .collect()
     }
 
     /// Adds up to `count` one-time prekeys (never beyond [`MAX_ONE_TIME_PREKEYS`]) and
     /// returns how many were added. Publish them with [`Account::one_time_prekeys`].
-    pub fn generate_one_time_prekeys(&mut self, rng: &mut impl CryptoRngCore, count: usize) -> usize {
+    pub fn generate_one_time_prekeys(
+        &mut self,
+        rng: &mut impl CryptoRngCore,
+        count: usize,
+    ) -> usize {
         let room = MAX_ONE_TIME_PREKEYS.saturating_sub(self.one_time_prekeys.len());
         let n = count.min(room);
         for _ in 0..n {
             let id = self.next_one_time_prekey_id;
             self.next_one_time_prekey_id = self.next_one_time_prekey_id.wrapping_add(1).max(1);
-            self.one_time_prekeys.insert(id, X25519Secret::generate(rng));
+            self.one_time_prekeys
+                .insert(id, X25519Secret::generate(rng));
         }
         n
     }
 
     /// Tops the pool up to `target` one-time prekeys; returns how many were added.
-    pub fn refill_one_time_prekeys(&mut self, rng: &mut impl CryptoRngCore, target: usize) -> usize {
+    pub fn refill_one_time_prekeys(
+        &mut self,
+        rng: &mut impl CryptoRngCore,
+        target: usize,
+    ) -> usize {
         let missing = target.saturating_sub(self.one_time_prekeys.len());
         self.generate_one_time_prekeys(rng, missing)
     }
@@ -206,9 +222,21 @@ impl Account {
         ratchet: X25519Secret,
         config: SessionConfig,
     ) -> Result<(Session, [u8; 32]), SessionCreationError> {
-        let x3dh = x3dh::initiate_with_ephemeral(&self.identity, &self.identity_x25519, bundle, ephemeral)?;
+        let x3dh = x3dh::initiate_with_ephemeral(
+            &self.identity,
+            &self.identity_x25519,
+            bundle,
+            ephemeral,
+        )?;
         let sk = x3dh.shared_secret_for_tests();
         Ok((Session::new_outbound(x3dh, ratchet, config)?, sk))
+    }
+
+    /// Adds a one-time prekey with an explicit secret, for known-answer vectors only.
+    #[cfg(any(test, feature = "test-vectors"))]
+    #[doc(hidden)]
+    pub fn insert_one_time_prekey_for_tests(&mut self, id: u32, secret: X25519Secret) {
+        self.one_time_prekeys.insert(id, secret);
     }
 
     /// Accepts an initial message (X3DH as responder): returns the new session and the first

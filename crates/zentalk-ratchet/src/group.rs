@@ -28,8 +28,7 @@ use core::fmt;
 use std::collections::VecDeque;
 
 use zentalk_crypto::{
-    AeadSuite, CryptoRngCore, IdentityKeyPair, IdentityPublicKey, SIGNATURE_LEN, Signature,
-    TAG_LEN,
+    AeadSuite, CryptoRngCore, IdentityKeyPair, IdentityPublicKey, SIGNATURE_LEN, Signature, TAG_LEN,
 };
 use zeroize::Zeroizing;
 
@@ -105,7 +104,10 @@ impl GroupMessage {
         }
         let key_id = r.u32()?;
         let index = r.u32()?;
-        let body_len = r.remaining().checked_sub(SIGNATURE_LEN).filter(|n| *n >= TAG_LEN);
+        let body_len = r
+            .remaining()
+            .checked_sub(SIGNATURE_LEN)
+            .filter(|n| *n >= TAG_LEN);
         let Some(body_len) = body_len else {
             return Err(DecodeError::TooShort {
                 what: "group message",

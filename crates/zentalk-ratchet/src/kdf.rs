@@ -53,7 +53,12 @@ pub(crate) fn kdf_rk_he(rk: &Key32, dh_out: &[u8; 32]) -> (Key32, Key32, Key32) 
 /// HKDF-SHA256(salt = 32 zero bytes, IKM = SK, info = "ZentalkHeaderKeys", 64) -> (HKa, NHKb).
 pub(crate) fn header_keys(sk: &Key32) -> (Key32, Key32) {
     let mut out = Zeroizing::new([0u8; 64]);
-    let _ = hkdf_sha256(Some(&ZERO_SALT), sk.expose(), INFO_HEADER_KEYS, out.as_mut());
+    let _ = hkdf_sha256(
+        Some(&ZERO_SALT),
+        sk.expose(),
+        INFO_HEADER_KEYS,
+        out.as_mut(),
+    );
     let (a, b) = out.split_at_mut(32);
     (key_from(a), key_from(b))
 }

@@ -51,6 +51,9 @@ pub mod pickle;
 mod session;
 pub mod x3dh;
 
+#[cfg(test)]
+mod tests;
+
 pub use account::{
     Account, DEFAULT_SIGNED_PREKEY_GRACE_SECS, MAX_ONE_TIME_PREKEYS, MAX_REMEMBERED_BASE_KEYS,
     MAX_RETIRED_SIGNED_PREKEYS,
@@ -59,8 +62,8 @@ pub use error::{
     DecodeError, DecryptError, EncryptError, GroupError, PickleError, SessionCreationError,
 };
 pub use message::{
-    HEADER_LEN, Header, MAX_MESSAGE_LEN, MAX_PLAINTEXT_LEN, Message, MessageHeader,
-    PrekeyMessage, RatchetMessage,
+    HEADER_LEN, Header, MAX_MESSAGE_LEN, MAX_PLAINTEXT_LEN, Message, MessageHeader, PrekeyMessage,
+    RatchetMessage,
 };
 pub use session::{
     DEFAULT_MAX_SKIPPED_KEYS, MAX_SKIP, MAX_SKIPPED_KEYS_LIMIT, Role, Session, SessionConfig,

@@ -103,7 +103,10 @@ impl<'a> Reader<'a> {
     }
 }
 
-pub(crate) fn identity_key(bytes: &[u8; 32], what: &'static str) -> Result<IdentityPublicKey, DecodeError> {
+pub(crate) fn identity_key(
+    bytes: &[u8; 32],
+    what: &'static str,
+) -> Result<IdentityPublicKey, DecodeError> {
     IdentityPublicKey::from_bytes(bytes).map_err(|_| DecodeError::InvalidIdentityKey { what })
 }
 
@@ -367,6 +370,10 @@ impl PrekeyMessage {
 
 /// Any message a [`crate::Session`] produces or consumes.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "short-lived values; boxing would cost an allocation per initial message"
+)]
 pub enum Message {
     /// The initial form, sent until the initiator has received a reply.
     Prekey(PrekeyMessage),

@@ -204,12 +204,20 @@ pub(crate) struct OneTimePrekeyPickleV1 {
 mod convert {
     use std::collections::{BTreeMap, VecDeque};
 
-    use zentalk_crypto::{AeadSuite, CryptoRngCore, IdentityKeyPair, IdentityPublicKey, X25519PublicKey, X25519Secret};
+    use zentalk_crypto::{
+        AeadSuite, CryptoRngCore, IdentityKeyPair, IdentityPublicKey, X25519PublicKey, X25519Secret,
+    };
 
     use super::*;
-    use crate::account::{Account, MAX_ONE_TIME_PREKEYS, MAX_REMEMBERED_BASE_KEYS, MAX_RETIRED_SIGNED_PREKEYS, RetiredSignedPrekey, SignedPrekey};
+    use crate::account::{
+        Account, MAX_ONE_TIME_PREKEYS, MAX_REMEMBERED_BASE_KEYS, MAX_RETIRED_SIGNED_PREKEYS,
+        RetiredSignedPrekey, SignedPrekey,
+    };
     use crate::kdf::Key32;
-    use crate::session::{Chain, HeaderKeys, PendingPrekey, Role, Session, SessionConfig, SkippedKey, MAX_SKIPPED_KEYS_LIMIT};
+    use crate::session::{
+        Chain, HeaderKeys, MAX_SKIPPED_KEYS_LIMIT, PendingPrekey, Role, Session, SessionConfig,
+        SkippedKey,
+    };
 
     fn key32(b: &[u8; 32]) -> Key32 {
         let mut k = Key32::zeroed();
@@ -295,7 +303,8 @@ mod convert {
                 1 => Role::Responder,
                 _ => return Err(PickleError::Invalid("role")),
             };
-            let suite = AeadSuite::from_wire_code(p.suite).map_err(|_| PickleError::Invalid("suite"))?;
+            let suite =
+                AeadSuite::from_wire_code(p.suite).map_err(|_| PickleError::Invalid("suite"))?;
             let max_skipped_keys = p.max_skipped_keys as usize;
             if max_skipped_keys > MAX_SKIPPED_KEYS_LIMIT || p.skipped.len() > max_skipped_keys {
                 return Err(PickleError::Invalid("skipped key limit"));

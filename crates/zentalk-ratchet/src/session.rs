@@ -462,7 +462,7 @@ impl Session {
                     let arr: [u8; HEADER_LEN] = buf.as_slice().try_into().ok()?;
                     Some(Header::from_bytes(&arr))
                 };
-                if let Some(h) = hk.receive.as_ref().and_then(|k| open(k)) {
+                if let Some(h) = hk.receive.as_ref().and_then(&open) {
                     (h, aad, Some(HeChain::Current))
                 } else if let Some(h) = open(&hk.next_receive) {
                     (h, aad, Some(HeChain::Next))
@@ -533,14 +533,21 @@ impl Session {
         };
 
         match which {
-            Which::Old(chain) => self.decrypt_skipped(&chain, header.index, aad, &message.ciphertext),
+            Which::Old(chain) => {
+                self.decrypt_skipped(&chain, header.index, aad, &message.ciphertext)
+            }
             Which::Current => {
                 let current_id = self.current_chain_id();
                 let Some(recv) = self.receiving.as_ref() else {
                     return Err(DecryptError::UnexpectedRatchetKey);
                 };
                 if header.index < recv.index {
-                    return self.decrypt_skipped(&current_id, header.index, aad, &message.ciphertext);
+                    return self.decrypt_skipped(
+                        &current_id,
+                        header.index,
+                        aad,
+                        &message.ciphertext,
+                    );
                 }
                 let mut skipped = Vec::new();
                 let key = self.advance(
@@ -683,10 +690,10 @@ impl Session {
 
         // Authenticated: commit.
         if let Some(nc) = candidate.new_chain {
-            if let Some(hk) = self.header_keys.as_mut() {
-                if let Some(nhk) = nc.next_receive_header_key {
-                    hk.receive = Some(core::mem::replace(&mut hk.next_receive, nhk));
-                }
+            if let Some(hk) = self.header_keys.as_mut()
+                && let Some(nhk) = nc.next_receive_header_key
+            {
+                hk.receive = Some(core::mem::replace(&mut hk.next_receive, nhk));
             }
             self.root = nc.root;
             self.previous_their_ratchet = self.their_ratchet.replace(nc.their_ratchet);

@@ -56,10 +56,7 @@ impl PrekeyBundle {
     /// Checks the signed prekey's signature.
     pub fn verify(&self) -> Result<(), SessionCreationError> {
         self.identity_key
-            .verify(
-                self.signed_prekey.as_bytes(),
-                &self.signed_prekey_signature,
-            )
+            .verify(self.signed_prekey.as_bytes(), &self.signed_prekey_signature)
             .map_err(|_| SessionCreationError::BadSignedPrekeySignature)
     }
 
@@ -101,10 +98,7 @@ impl PrekeyBundle {
             0 => None,
             1 => Some((r.u32()?, X25519PublicKey::from_bytes(r.array()?))),
             found => {
-                return Err(DecodeError::UnknownFlags {
-                    allowed: 1,
-                    found,
-                });
+                return Err(DecodeError::UnknownFlags { allowed: 1, found });
             }
         };
         r.finish()?;
@@ -192,7 +186,12 @@ pub fn initiate(
 ) -> Result<InitiatorX3dh, SessionCreationError> {
     // Verify before generating anything, so a bad bundle costs no scalar multiplication.
     bundle.verify()?;
-    derive_initiator(identity, identity_x25519, bundle, X25519Secret::generate(rng))
+    derive_initiator(
+        identity,
+        identity_x25519,
+        bundle,
+        X25519Secret::generate(rng),
+    )
 }
 
 /// Runs the initiator's side of X3DH with an explicit ephemeral secret (interop tests and

@@ -4,8 +4,7 @@ mod common;
 
 use common::{pair, rng, wire};
 use zentalk_ratchet::group::{
-    GroupMessage, InboundGroupSession, MAX_GROUP_SKIP, OutboundGroupSession,
-    SenderKeyDistribution,
+    GroupMessage, InboundGroupSession, MAX_GROUP_SKIP, OutboundGroupSession, SenderKeyDistribution,
 };
 use zentalk_ratchet::{AeadSuite, DecodeError, GroupError, SessionConfig};
 
@@ -19,7 +18,9 @@ fn members_read_each_others_messages_in_any_order() {
         let mut rng = rng(40);
         let mut alice = OutboundGroupSession::new(&mut rng, suite);
         let mut bob_view = InboundGroupSession::new(&via_bytes(&alice.distribution()));
-        let msgs: Vec<_> = (0..10u8).map(|i| alice.encrypt(&[i; 100]).unwrap()).collect();
+        let msgs: Vec<_> = (0..10u8)
+            .map(|i| alice.encrypt(&[i; 100]).unwrap())
+            .collect();
         for i in [3usize, 0, 9, 1, 2, 8, 4, 5, 6, 7] {
             let m = GroupMessage::from_bytes(&msgs[i].to_bytes()).unwrap();
             assert_eq!(bob_view.decrypt(&m).unwrap(), vec![i as u8; 100]);
@@ -39,7 +40,9 @@ fn distribution_travels_over_a_pairwise_session() {
     let mut rng = rng(41);
     let (_, _, mut a, mut b) = pair(&mut rng, SessionConfig::default());
     let mut group = OutboundGroupSession::new(&mut rng, AeadSuite::default());
-    let m = a.encrypt(&mut rng, &group.distribution().to_bytes()).unwrap();
+    let m = a
+        .encrypt(&mut rng, &group.distribution().to_bytes())
+        .unwrap();
     let dist = SenderKeyDistribution::from_bytes(&b.decrypt(&wire(&m)).unwrap()).unwrap();
     let mut inbound = InboundGroupSession::new(&dist);
     let gm = group.encrypt(b"to the group").unwrap();
@@ -82,7 +85,8 @@ fn forged_tampered_and_truncated_messages_change_nothing() {
     assert_eq!(view.decrypt(&forged), Err(GroupError::BadSignature));
     // The session is unchanged: the genuine message still opens.
     assert_eq!(
-        view.decrypt(&GroupMessage::from_bytes(&m).unwrap()).unwrap(),
+        view.decrypt(&GroupMessage::from_bytes(&m).unwrap())
+            .unwrap(),
         b"genuine"
     );
 }

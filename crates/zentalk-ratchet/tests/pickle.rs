@@ -68,7 +68,9 @@ fn account_round_trip_keeps_prekeys_and_replay_memory() {
     let mut s = alice
         .create_outbound_session(&mut rng, &bob.prekey_bundle(), SessionConfig::default())
         .unwrap();
-    let Message::Prekey(p) = s.encrypt(&mut rng, b"x").unwrap() else { panic!() };
+    let Message::Prekey(p) = s.encrypt(&mut rng, b"x").unwrap() else {
+        panic!()
+    };
     bob.create_inbound_session(&p).unwrap();
     let mut restored = Account::from_pickle(&bob.pickle(&mut rng, &KEY), &KEY).unwrap();
     assert_eq!(restored.identity_key(), bob.identity_key());
@@ -125,7 +127,10 @@ fn wrong_key_tampering_version_and_kind_are_typed_errors() {
         Err(PickleError::TooShort { .. })
     ));
     assert!(matches!(
-        Session::from_pickle(&vec![1u8; zentalk_ratchet::pickle::MAX_PICKLE_LEN + 1], &KEY),
+        Session::from_pickle(
+            &vec![1u8; zentalk_ratchet::pickle::MAX_PICKLE_LEN + 1],
+            &KEY
+        ),
         Err(PickleError::TooLong { .. })
     ));
     let ap = alice.pickle(&mut rng, &KEY);
@@ -151,7 +156,9 @@ fn fixture_material() -> (Vec<u8>, Vec<u8>, [Vec<u8>; 3]) {
     let mut a = alice
         .create_outbound_session(&mut rng, &bob.prekey_bundle(), SessionConfig::default())
         .unwrap();
-    let Message::Prekey(p) = a.encrypt(&mut rng, b"first").unwrap() else { panic!() };
+    let Message::Prekey(p) = a.encrypt(&mut rng, b"first").unwrap() else {
+        panic!()
+    };
     let (mut b, _) = bob.create_inbound_session(&p).unwrap();
     let r = b.encrypt(&mut rng, b"reply").unwrap();
     a.decrypt(&r).unwrap();
@@ -203,7 +210,9 @@ fn v1_fixtures_still_load_and_continue() {
     assert_eq!(session[0], 1, "fixture must stay a v1 pickle");
 
     let mut bob = Account::from_pickle(&account, &FIXTURE_KEY).unwrap();
-    let Message::Prekey(p) = Message::from_bytes(parts[0]).unwrap() else { panic!() };
+    let Message::Prekey(p) = Message::from_bytes(parts[0]).unwrap() else {
+        panic!()
+    };
     assert_eq!(
         bob.create_inbound_session(&p).unwrap().1,
         b"to the restored account"

@@ -54,7 +54,10 @@ fn initiator_sends_prekey_messages_until_it_hears_back() {
     let r = b.encrypt(&mut rng, b"reply").unwrap();
     assert!(matches!(r, Message::Normal(_)));
     a.decrypt(&r).unwrap();
-    assert!(matches!(a.encrypt(&mut rng, b"x").unwrap(), Message::Normal(_)));
+    assert!(matches!(
+        a.encrypt(&mut rng, b"x").unwrap(),
+        Message::Normal(_)
+    ));
 }
 
 fn ratchet_key(m: &Message) -> [u8; 32] {
@@ -95,7 +98,9 @@ fn out_of_order_within_and_across_chains() {
         let (_, _, mut a, mut b) = pair(&mut rng, config);
         let r = b.encrypt(&mut rng, b"r").unwrap();
         a.decrypt(&r).unwrap();
-        let msgs: Vec<_> = (0..6u8).map(|i| a.encrypt(&mut rng, &[i]).unwrap()).collect();
+        let msgs: Vec<_> = (0..6u8)
+            .map(|i| a.encrypt(&mut rng, &[i]).unwrap())
+            .collect();
         // Deliver 5, 0, 3 first; then Bob replies; Alice's next chain arrives before the rest.
         for i in [5usize, 0, 3] {
             assert_eq!(b.decrypt(&wire(&msgs[i])).unwrap(), [i as u8]);
@@ -122,7 +127,9 @@ fn lost_tail_of_previous_chain_is_skipped_through_pn() {
     let (_, _, mut a, mut b) = pair(&mut rng, SessionConfig::default());
     let r = b.encrypt(&mut rng, b"r").unwrap();
     a.decrypt(&r).unwrap();
-    let lost: Vec<_> = (0..3).map(|_| a.encrypt(&mut rng, b"lost").unwrap()).collect();
+    let lost: Vec<_> = (0..3)
+        .map(|_| a.encrypt(&mut rng, b"lost").unwrap())
+        .collect();
     let r = b.encrypt(&mut rng, b"r").unwrap();
     // Bob's second message in his chain, Alice has not replied: same chain for Alice to read.
     a.decrypt(&r).unwrap();
@@ -205,7 +212,10 @@ fn forgery_is_refused_and_the_session_keeps_working() {
             ),
             "{err:?}"
         );
-        assert_eq!(b.decrypt(&Message::from_bytes(&m).unwrap()).unwrap(), b"genuine message");
+        assert_eq!(
+            b.decrypt(&Message::from_bytes(&m).unwrap()).unwrap(),
+            b"genuine message"
+        );
         assert_still_works(&mut rng, &mut a, &mut b);
     }
 }
@@ -222,7 +232,10 @@ fn truncation_is_refused_and_the_session_keeps_working() {
                 Ok(msg) => assert!(b.decrypt(&msg).is_err(), "truncation to {len} accepted"),
             }
         }
-        assert_eq!(b.decrypt(&Message::from_bytes(&m).unwrap()).unwrap(), b"a message to cut");
+        assert_eq!(
+            b.decrypt(&Message::from_bytes(&m).unwrap()).unwrap(),
+            b"a message to cut"
+        );
         assert_still_works(&mut rng, &mut a, &mut b);
     }
 }
@@ -265,7 +278,9 @@ fn skipped_key_store_is_bounded_oldest_evicted_first() {
     b.set_max_skipped_keys(10);
     let r = b.encrypt(&mut rng, b"r").unwrap();
     a.decrypt(&r).unwrap();
-    let msgs: Vec<_> = (0..15).map(|_| a.encrypt(&mut rng, b"m").unwrap()).collect();
+    let msgs: Vec<_> = (0..15)
+        .map(|_| a.encrypt(&mut rng, b"m").unwrap())
+        .collect();
     // 11 would be skipped at once: more than the store holds.
     assert!(matches!(
         b.decrypt(&msgs[11]),
@@ -275,9 +290,9 @@ fn skipped_key_store_is_bounded_oldest_evicted_first() {
     b.decrypt(&msgs[8]).unwrap(); // stores 0..8
     b.decrypt(&msgs[14]).unwrap(); // stores 9..14: 13 keys, the 3 oldest (0, 1, 2) evicted
     assert_eq!(b.skipped_key_count(), 10);
-    for i in 0..3 {
+    for m in &msgs[..3] {
         assert!(matches!(
-            b.decrypt(&msgs[i]),
+            b.decrypt(m),
             Err(DecryptError::DuplicateOrExpired { .. })
         ));
     }
@@ -322,7 +337,9 @@ fn low_order_ratchet_key_is_refused() {
     let m = a.encrypt(&mut rng, b"x").unwrap().to_bytes();
     let mut bad = m.clone();
     // Replace the ratchet key (after the prekey prefix) by the all-zero point.
-    let Message::Prekey(p) = Message::from_bytes(&m).unwrap() else { panic!() };
+    let Message::Prekey(p) = Message::from_bytes(&m).unwrap() else {
+        panic!()
+    };
     let inner = p.message().to_bytes();
     let off = m.len() - inner.len() + 1;
     bad[off..off + 32].fill(0);

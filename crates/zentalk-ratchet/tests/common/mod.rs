@@ -9,7 +9,10 @@ pub(crate) fn rng(seed: u64) -> ChaCha20Rng {
 }
 
 /// Alice and Bob with an established session (Bob has read Alice's first message).
-pub(crate) fn pair(rng: &mut ChaCha20Rng, config: SessionConfig) -> (Account, Account, Session, Session) {
+pub(crate) fn pair(
+    rng: &mut ChaCha20Rng,
+    config: SessionConfig,
+) -> (Account, Account, Session, Session) {
     let alice = Account::new(rng);
     let mut bob = Account::new(rng);
     bob.generate_one_time_prekeys(rng, 5);
