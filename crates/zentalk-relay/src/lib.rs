@@ -1,6 +1,76 @@
 //! # zentalk-relay
 //!
-//! Layer 2 of ZenTalk: the relay node. Not built yet: this crate exports nothing until the
-//! network issue lands.
+//! Layer 2 of ZenTalk: the relay node, as far as it is built. This crate owns tokio, sockets
+//! and clocks; the protocol layers below it (zentalk-crypto, zentalk-wire) do not.
+//!
+//! What exists today:
+//!
+//! - [`link`]: every TCP link is a Noise session (`Noise_XK_25519_ChaChaPoly_BLAKE2s`,
+//!   prologue `zentalk-link-v1`); each Noise message is a `u16` big-endian length and the
+//!   message; one Noise transport message carries exactly one zentalk-wire frame.
+//! - [`Limits`]: maximum frame size, handshake and idle timeouts, connections per IP and in
+//!   total, a per-link token bucket (frames/s and bytes/s); each has a default and a typed
+//!   error.
+//! - [`Relay`]: binds, accepts links, answers Ping with Pong, counts everything in
+//!   [`Metrics`] (Prometheus text on its own listener, loopback by default), and shuts down
+//!   gracefully. Logs never contain keys, nor client IPs unless
+//!   [`RelayConfig::log_client_ips`] is set.
+//! - [`RelayKeys`]: the Ed25519 identity and the Noise static key, in one key file of mode
+//!   0600.
+//!
+//! Not built yet: onion forwarding, mailboxes, store-nothing mode, descriptor publishing in the
+//! DHT. A relay answers frames of those types with an Error frame (`ERROR_CODE_UNKNOWN_TYPE`)
+//! and keeps the link.
+//!
+//! ## Example
+//!
+//! A relay on loopback, a client link to it, one ping:
+//!
+//! ```no_run
+//! use rand_core::OsRng;
+//! use zentalk_crypto::X25519Secret;
+//! use zentalk_relay::{link, Limits, Relay, RelayConfig, RelayKeys};
+//! use zentalk_wire::proto::{Ping, Pong};
+//! use zentalk_wire::{Frame, MessageId};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = RelayConfig {
+//!     listen_addr: "127.0.0.1:0".parse()?,
+//!     metrics_addr: "127.0.0.1:0".parse()?,
+//!     ..RelayConfig::default()
+//! };
+//! let relay = Relay::bind_with_keys(config, RelayKeys::generate(&mut OsRng)).await?;
+//! let (addr, relay_key) = (relay.local_addr()?, relay.noise_public());
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let running = tokio::spawn(relay.run(async { let _ = stopped.await; }));
+//!
+//! // The client knows the relay's Noise static key in advance (XK).
+//! let me = X25519Secret::generate(&mut OsRng);
+//! let stream = tokio::net::TcpStream::connect(addr).await?;
+//! let mut link = link::connect(stream, &me, &relay_key, &Limits::default(), &mut OsRng).await?;
+//! link.send(&Frame::new(MessageId::random(&mut OsRng), &Ping { nonce: 7 })?).await?;
+//! let pong: Pong = link.recv().await?.decode_body()?;
+//! assert_eq!(pong.nonce, 7);
+//!
+//! let _ = stop.send(());
+//! let report = running.await??;
+//! println!("{report:?}");
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod config;
+pub mod keys;
+pub mod limits;
+pub mod link;
+pub mod metrics;
+mod relay;
+
+pub use config::RelayConfig;
+pub use keys::{KeyFileError, RelayKeys};
+pub use limits::{Limits, LimitsError, TokenBucket};
+pub use link::{Link, LinkError};
+pub use metrics::Metrics;
+pub use relay::{ACCEPT_ERROR_BACKOFF, FINAL_WRITE_TIMEOUT, Relay, RelayError, ShutdownReport};
