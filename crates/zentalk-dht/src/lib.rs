@@ -49,6 +49,8 @@
 pub mod error;
 pub mod lookup;
 pub mod message;
+#[cfg(feature = "net")]
+pub mod net;
 pub mod node;
 pub mod record;
 pub mod routing;
