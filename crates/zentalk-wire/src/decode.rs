@@ -1,6 +1,6 @@
 //! The streaming decoder.
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 
 use crate::error::WireError;
 use crate::frame::Frame;
@@ -29,8 +29,11 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, WireError> {
         buf.reserve(frame_len - buf.len());
         return Ok(None);
     }
-    let body = buf.split_to(frame_len).freeze().slice(HEADER_LEN..);
-    Ok(Some(Frame::from_parts(header, body)))
+    // Split the frame off, drop its header in place (no reference-count traffic) and freeze
+    // what remains: the body shares `buf`'s allocation.
+    let mut frame = buf.split_to(frame_len);
+    frame.advance(HEADER_LEN);
+    Ok(Some(Frame::from_parts(header, frame.freeze())))
 }
 
 /// As [`decode`], for when the stream has ended: leftover bytes that do not form a whole frame
