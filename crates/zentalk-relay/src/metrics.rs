@@ -96,7 +96,6 @@ pub const LINK_CLOSE_REASONS: &[&str] = &[
     "message_too_short",
     "decrypt_failed",
     "malformed_frame",
-    "send_failed",
 ];
 
 /// Reasons a received frame is dropped.
