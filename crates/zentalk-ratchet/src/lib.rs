@@ -54,6 +54,11 @@ pub mod x3dh;
 #[cfg(test)]
 mod tests;
 
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctest;
+
 pub use account::{
     Account, DEFAULT_SIGNED_PREKEY_GRACE_SECS, MAX_ONE_TIME_PREKEYS, MAX_REMEMBERED_BASE_KEYS,
     MAX_RETIRED_SIGNED_PREKEYS,

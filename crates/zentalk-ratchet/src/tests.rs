@@ -408,3 +408,115 @@ fn key(b: &[u8; 32]) -> Key32 {
     k.expose_mut().copy_from_slice(b);
     k
 }
+
+mod error_paths {
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    use super::*;
+    use crate::group::{InboundGroupSession, OutboundGroupSession};
+    use crate::message::{Header, RatchetMessage};
+    use crate::x3dh;
+    use crate::{DecodeError, DecryptError, EncryptError, GroupError, PickleError};
+
+    fn established(rng: &mut ChaCha20Rng) -> (Account, crate::Session, crate::Session) {
+        let alice = Account::new(rng);
+        let mut bob = Account::new(rng);
+        let mut a = alice
+            .create_outbound_session(rng, &bob.prekey_bundle(), SessionConfig::default())
+            .unwrap();
+        let Message::Prekey(p) = a.encrypt(rng, b"x").unwrap() else {
+            panic!()
+        };
+        let (b, _) = bob.create_inbound_session(&p).unwrap();
+        (bob, a, b)
+    }
+
+    #[test]
+    fn chain_exhaustion_is_typed() {
+        let mut rng = ChaCha20Rng::seed_from_u64(90);
+        let (_, mut a, _) = established(&mut rng);
+        a.sending.as_mut().unwrap().index = u32::MAX;
+        assert_eq!(
+            a.encrypt(&mut rng, b"x").unwrap_err(),
+            EncryptError::ChainExhausted
+        );
+        let mut g = OutboundGroupSession::new(&mut rng, AeadSuite::default());
+        g.index = u32::MAX;
+        assert_eq!(g.encrypt(b"x").unwrap_err(), GroupError::ChainExhausted);
+        let big = vec![0u8; crate::MAX_PLAINTEXT_LEN + 1];
+        let mut g = OutboundGroupSession::new(&mut rng, AeadSuite::default());
+        assert!(matches!(
+            g.encrypt(&big),
+            Err(GroupError::PlaintextTooLong { .. })
+        ));
+        let _ = InboundGroupSession::new(&g.distribution());
+    }
+
+    #[test]
+    fn responder_without_first_message_cannot_send() {
+        let mut rng = ChaCha20Rng::seed_from_u64(91);
+        let alice = Account::new(&mut rng);
+        let bob = Account::new(&mut rng);
+        let a = alice
+            .create_outbound_session(&mut rng, &bob.prekey_bundle(), SessionConfig::default())
+            .unwrap();
+        let x = x3dh::respond(
+            &bob.identity_key(),
+            &bob.identity_x25519,
+            &bob.signed_prekey.secret,
+            None,
+            &alice.identity_key(),
+            &a.base_key,
+        )
+        .unwrap();
+        let mut b = crate::Session::new_inbound(
+            x,
+            bob.signed_prekey.secret.duplicate(),
+            SessionConfig::default(),
+        );
+        assert_eq!(
+            b.encrypt(&mut rng, b"x").unwrap_err(),
+            EncryptError::NoPeerRatchetKey
+        );
+    }
+
+    #[test]
+    fn initiator_refuses_its_peers_signed_prekey_as_a_ratchet_key() {
+        let mut rng = ChaCha20Rng::seed_from_u64(92);
+        let (bob, mut a, _) = established(&mut rng);
+        let forged = RatchetMessage {
+            header: MessageHeader::Plain(Header {
+                ratchet_key: bob.prekey_bundle().signed_prekey,
+                previous_chain_length: 0,
+                index: 0,
+            }),
+            ciphertext: vec![0u8; 32],
+        };
+        assert_eq!(
+            a.decrypt_ratchet(&forged).unwrap_err(),
+            DecryptError::UnexpectedRatchetKey
+        );
+    }
+
+    #[test]
+    fn invalid_pickle_contents_and_trailing_bytes_are_typed() {
+        let mut rng = ChaCha20Rng::seed_from_u64(93);
+        let key = [1u8; 32];
+        let bogus = crate::pickle::seal(&mut rng, &key, crate::pickle::KIND_SESSION, &7u8);
+        assert!(matches!(
+            crate::Session::from_pickle(&bogus, &key),
+            Err(PickleError::Invalid(_))
+        ));
+        let bob = Account::new(&mut rng);
+        let mut bytes = bob.prekey_bundle().to_bytes();
+        bytes.push(0);
+        assert_eq!(
+            PrekeyBundle::from_bytes(&bytes).unwrap_err(),
+            DecodeError::TrailingBytes {
+                what: "prekey bundle",
+                found: 1
+            }
+        );
+    }
+}
