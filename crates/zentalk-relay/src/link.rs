@@ -977,3 +977,88 @@ mod tests {
         assert_eq!(labels.len(), errors.len());
     }
 }
+
+#[cfg(test)]
+mod random_input {
+    //! Seeded random byte streams against both sides of a link: every one ends in an error,
+    //! none panics or hangs (in-memory streams; the TCP behaviour is tested above).
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::{RngCore, SeedableRng};
+
+    fn random_stream(rng: &mut ChaCha20Rng) -> Vec<u8> {
+        let len = (rng.next_u32() % 300) as usize;
+        let mut bytes = vec![0u8; len];
+        rng.fill_bytes(&mut bytes);
+        // Half the time, start with a plausible length prefix so the body is processed.
+        if len >= 2 && rng.next_u32().is_multiple_of(2) {
+            let claimed = u16::try_from(len - 2).unwrap_or(u16::MAX);
+            bytes[..2].copy_from_slice(&claimed.to_be_bytes());
+        }
+        bytes
+    }
+
+    #[tokio::test]
+    async fn random_bytes_never_complete_a_handshake() {
+        let seed = 0x7261_6e64u64;
+        println!("seed {seed:#x}");
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let server_key = X25519Secret::generate(&mut rng);
+        let client_key = X25519Secret::generate(&mut rng);
+        for _ in 0..200 {
+            let input = random_stream(&mut rng);
+            // Responder fed random bytes.
+            let (mut peer, ours) = tokio::io::duplex(4096);
+            peer.write_all(&input).await.unwrap();
+            drop(peer);
+            let result = accept(ours, &server_key, &Limits::default(), &mut rng).await;
+            assert!(
+                result.is_err(),
+                "random input {input:02x?} completed a handshake"
+            );
+            // Initiator answered with random bytes.
+            let (mut peer, ours) = tokio::io::duplex(4096);
+            let connecting = connect(
+                ours,
+                &client_key,
+                &server_key.public_key(),
+                &Limits::default(),
+                &mut rng,
+            );
+            let mut first = [0u8; 2 + HANDSHAKE_MSG1_LEN];
+            let (result, ()) = tokio::join!(connecting, async {
+                peer.read_exact(&mut first).await.unwrap();
+                peer.write_all(&input).await.unwrap();
+                drop(peer);
+            });
+            assert!(
+                result.is_err(),
+                "random answer {input:02x?} completed a handshake"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn random_bytes_after_a_handshake_are_errors() {
+        let seed = 0x6166_7465u64;
+        println!("seed {seed:#x}");
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let server_key = X25519Secret::generate(&mut rng);
+        let client_key = X25519Secret::generate(&mut rng);
+        for _ in 0..100 {
+            let (a, b) = tokio::io::duplex(1 << 17);
+            let limits = Limits::default();
+            let server = accept(b, &server_key, &limits, &mut rng);
+            let client = connect(a, &client_key, &server_key.public_key(), &limits, &mut rng);
+            let (c, s) = tokio::join!(client, server);
+            let (mut c, mut s) = (c.unwrap(), s.unwrap());
+            let input = random_stream(&mut rng);
+            c.get_mut().write_all(&input).await.unwrap();
+            drop(c);
+            assert!(
+                s.recv().await.is_err(),
+                "random input {input:02x?} made a frame"
+            );
+        }
+    }
+}
