@@ -823,7 +823,7 @@ impl Node {
                         _ => None,
                     };
                     if let Some(t) = target {
-                        let d = responder.distance(&t);
+                        let d = crate::routing::distance(&responder, &t);
                         if q.best_distance.is_none_or(|b| d < b) {
                             q.best_distance = Some(d);
                             q.stats.hops = depth;

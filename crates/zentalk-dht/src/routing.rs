@@ -19,14 +19,20 @@ pub struct Contact {
 }
 
 /// XOR distance between two ids (big-endian 256-bit number).
+#[inline]
 pub fn distance(a: &NodeId, b: &NodeId) -> [u8; 32] {
-    a.distance(b)
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut d = [0u8; 32];
+    for ((d, x), y) in d.iter_mut().zip(a).zip(b) {
+        *d = x ^ y;
+    }
+    d
 }
 
 /// Bucket index of `other` as seen from `local`: 255 minus the number of leading zero bits of
 /// the distance, or `None` for `local` itself.
 pub fn bucket_index(local: &NodeId, other: &NodeId) -> Option<usize> {
-    let d = local.distance(other);
+    let d = distance(local, other);
     let mut zeros = 0usize;
     for byte in d {
         if byte == 0 {
@@ -294,20 +300,44 @@ impl RoutingTable {
         removed
     }
 
-    /// Up to `n` entries closest to `target`, closest first.
+    /// Up to `n` entries closest to `target`, closest first. Visits buckets in increasing
+    /// distance order (see [`buckets_by_distance`]) and stops once `n` entries are gathered,
+    /// so the cost is about `n` entries, not the table size.
     pub fn closest(&self, target: &NodeId, n: usize) -> Vec<Contact> {
-        let mut all: Vec<([u8; 32], Contact)> = self
+        let mut out: Vec<Contact> = Vec::with_capacity(n + self.k);
+        let mut tmp: Vec<([u8; 32], Contact)> = Vec::with_capacity(self.k);
+        let d = distance(&self.local, target);
+        let t = bucket_index(&self.local, target);
+        let mut order: Vec<usize> = self
             .buckets
             .iter()
-            .flat_map(|b| b.entries.iter())
-            .map(|e| (distance(&e.contact.id, target), e.contact))
+            .enumerate()
+            .filter(|(_, b)| !b.entries.is_empty())
+            .map(|(i, _)| i)
             .collect();
-        if all.len() > n {
-            all.select_nth_unstable_by(n, |a, b| a.0.cmp(&b.0));
-            all.truncate(n);
+        order.sort_unstable_by_key(|&j| order_key(&d, t, j));
+        for b in order {
+            if out.len() >= n {
+                break;
+            }
+            let Some(bucket) = self.buckets.get(b) else {
+                continue;
+            };
+            if bucket.entries.is_empty() {
+                continue;
+            }
+            tmp.clear();
+            tmp.extend(
+                bucket
+                    .entries
+                    .iter()
+                    .map(|e| (distance(&e.contact.id, target), e.contact)),
+            );
+            tmp.sort_unstable_by_key(|a| a.0);
+            out.extend(tmp.iter().map(|(_, c)| *c));
         }
-        all.sort_unstable_by_key(|a| a.0);
-        all.into_iter().map(|(_, c)| c).collect()
+        out.truncate(n);
+        out
     }
 
     /// Every entry (bucket order).
@@ -335,6 +365,34 @@ impl RoutingTable {
             .iter()
             .find(|e| e.contact.id == *id)
             .map(|e| e.last_seen)
+    }
+}
+
+fn bit(d: &[u8; 32], j: usize) -> bool {
+    d.get(31 - j / 8)
+        .is_some_and(|byte| (byte >> (j % 8)) & 1 == 1)
+}
+
+/// Bucket indices ordered so that every entry of an earlier bucket is closer to `target` than
+/// every entry of a later one: the target's own bucket `t`, then the buckets below `t` whose
+/// bit of `distance(local, target)` is set (descending), then those whose bit is clear
+/// (ascending), then the buckets above `t` (ascending).
+pub fn buckets_by_distance(local: &NodeId, target: &NodeId) -> Vec<usize> {
+    let d = distance(local, target);
+    let t = bucket_index(local, target);
+    let mut order: Vec<usize> = (0..256).collect();
+    order.sort_unstable_by_key(|&j| order_key(&d, t, j));
+    order
+}
+
+/// Sort key of bucket `j` for a target at distance `d` from us, in bucket `t`.
+fn order_key(d: &[u8; 32], t: Option<usize>, j: usize) -> (u8, usize) {
+    match t {
+        None => (0, j),
+        Some(t) if j == t => (0, 0),
+        Some(t) if j < t && bit(d, j) => (1, 255 - j),
+        Some(t) if j < t => (2, j),
+        Some(_) => (3, j),
     }
 }
 
@@ -517,5 +575,60 @@ mod tests {
             want,
             "seed {seed}"
         );
+    }
+
+    #[test]
+    fn closest_matches_brute_force_for_near_and_far_targets() {
+        let seed = 5;
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut lb = [0u8; 32];
+        rng.fill_bytes(&mut lb);
+        let local = NodeId::from_bytes(lb);
+        let mut t = RoutingTable::new(local, 4, 0);
+        let mut all = Vec::new();
+        for i in 0..2000u16 {
+            // Ids spread over many buckets, not only the top few.
+            let b = (rng.next_u32() % 256) as usize;
+            let id = random_id_in_bucket(&local, b, &mut rng);
+            if t.insert_verified(Contact { id, addr: addr(i) }, 0) == InsertOutcome::Inserted {
+                all.push(id);
+            }
+        }
+        for j in 0..60 {
+            let target = if j % 2 == 0 {
+                random_id_in_bucket(&local, (rng.next_u32() % 256) as usize, &mut rng)
+            } else {
+                let mut b = [0u8; 32];
+                rng.fill_bytes(&mut b);
+                NodeId::from_bytes(b)
+            };
+            let n = 1 + (j % 25);
+            let got: Vec<NodeId> = t.closest(&target, n).iter().map(|c| c.id).collect();
+            let mut want = all.clone();
+            want.sort_by_key(|id| distance(id, &target));
+            want.truncate(n);
+            assert_eq!(got, want, "seed {seed}, target {j}");
+        }
+        assert_eq!(t.closest(&local, 3).len(), 3);
+    }
+
+    #[test]
+    fn bucket_order_is_by_distance() {
+        let seed = 6;
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let local = NodeId::from_bytes([0x3cu8; 32]);
+        for _ in 0..20 {
+            let mut b = [0u8; 32];
+            rng.fill_bytes(&mut b);
+            let target = NodeId::from_bytes(b);
+            let order = buckets_by_distance(&local, &target);
+            assert_eq!(order.len(), 256);
+            // One sample id per bucket: their distances to the target must increase.
+            let ds: Vec<[u8; 32]> = order
+                .iter()
+                .map(|&j| distance(&random_id_in_bucket(&local, j, &mut rng), &target))
+                .collect();
+            assert!(ds.windows(2).all(|w| w[0] < w[1]), "seed {seed}");
+        }
     }
 }

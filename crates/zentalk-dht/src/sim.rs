@@ -140,6 +140,8 @@ pub struct Sim {
     queue: BinaryHeap<Reverse<(u64, u64, usize)>>,
     in_flight: HashMap<usize, Delivery>,
     timers: BinaryHeap<Reverse<(u64, usize)>>,
+    /// Earliest timer entry queued per node (avoids flooding the heap with duplicates).
+    scheduled: Vec<Option<u64>>,
     seq: u64,
     slot: usize,
     events: Vec<(usize, Event)>,
@@ -176,6 +178,7 @@ impl Sim {
             queue: BinaryHeap::new(),
             in_flight: HashMap::new(),
             timers: BinaryHeap::new(),
+            scheduled: Vec::new(),
             seq: 0,
             slot: 0,
             events: Vec::new(),
@@ -203,6 +206,7 @@ impl Sim {
             behavior: Behavior::Honest,
         });
         self.by_addr.insert(addr, i);
+        self.scheduled.push(None);
         Ok(i)
     }
 
@@ -471,7 +475,7 @@ impl Sim {
             self.events.push((i, e));
         }
         if let Some(t) = n.node.next_request_deadline() {
-            self.timers.push(Reverse((t, i)));
+            self.schedule(i, t);
         }
         for (to, payload) in outs {
             self.stats.sent += 1;
@@ -511,6 +515,16 @@ impl Sim {
         }
     }
 
+    fn schedule(&mut self, i: usize, t: u64) {
+        let Some(s) = self.scheduled.get_mut(i) else {
+            return;
+        };
+        if s.is_none_or(|cur| t < cur) {
+            *s = Some(t);
+            self.timers.push(Reverse((t, i)));
+        }
+    }
+
     /// Processes one message or timer. Returns false when nothing is left to do.
     pub fn step(&mut self) -> bool {
         let next_msg = self.queue.peek().map(|Reverse((t, _, _))| *t);
@@ -533,12 +547,20 @@ impl Sim {
                 };
                 self.now = self.now.max(t);
                 let now = self.now;
+                if let Some(s) = self.scheduled.get_mut(i)
+                    && *s == Some(t)
+                {
+                    *s = None;
+                }
                 if let Some(n) = self.nodes.get_mut(i)
                     && n.alive
-                    && n.node.next_request_deadline().is_some_and(|d| d <= now)
                 {
-                    n.node.handle_timeout(now);
-                    self.flush(i);
+                    if n.node.next_request_deadline().is_some_and(|d| d <= now) {
+                        n.node.handle_timeout(now);
+                        self.flush(i);
+                    } else if let Some(d) = n.node.next_request_deadline() {
+                        self.schedule(i, d);
+                    }
                 }
                 true
             }
