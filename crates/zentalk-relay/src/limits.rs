@@ -25,6 +25,11 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Clients keep a link open by sending a Ping more often than this.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Default [`Limits::send_timeout`]: 20 seconds for one frame to be written. A peer that
+/// stops reading while it keeps sending fills the relay's socket buffer; without this limit the
+/// relay's task would wait on it, and hold its connection slot, forever.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Default [`Limits::max_connections`]: open TCP connections (handshaking or established)
 /// in total. Sized for the 15,000 idle client links goal under a 20,000 open-file limit.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
@@ -56,6 +61,10 @@ pub struct Limits {
     /// Time without a received frame after which an established link is closed.
     #[serde(rename = "idle_timeout_ms", with = "duration_ms")]
     pub idle_timeout: Duration,
+    /// Time allowed to write one frame to the peer; a peer that does not read for this long
+    /// loses its link.
+    #[serde(rename = "send_timeout_ms", with = "duration_ms")]
+    pub send_timeout: Duration,
     /// Open connections in total; one more is closed right after accept.
     pub max_connections: usize,
     /// Open connections from one IP address; one more is closed right after accept.
@@ -75,6 +84,7 @@ impl Default for Limits {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             rate_frames_per_sec: DEFAULT_RATE_FRAMES_PER_SEC,
@@ -143,6 +153,11 @@ impl Limits {
         if self.idle_timeout.is_zero() {
             return Err(LimitsError::ZeroTimeout {
                 name: "idle_timeout_ms",
+            });
+        }
+        if self.send_timeout.is_zero() {
+            return Err(LimitsError::ZeroTimeout {
+                name: "send_timeout_ms",
             });
         }
         if self.max_connections == 0 {
@@ -304,6 +319,15 @@ mod tests {
                 },
                 LimitsError::ZeroTimeout {
                     name: "idle_timeout_ms",
+                },
+            ),
+            (
+                Limits {
+                    send_timeout: Duration::ZERO,
+                    ..base.clone()
+                },
+                LimitsError::ZeroTimeout {
+                    name: "send_timeout_ms",
                 },
             ),
             (

@@ -78,6 +78,13 @@ pub enum LinkError {
         /// The limit.
         limit: Duration,
     },
+    /// A frame could not be written within [`Limits::send_timeout`] (the peer stopped
+    /// reading); the link is no longer usable.
+    #[error("could not send a frame within {limit:?}: the peer is not reading")]
+    SendTimeout {
+        /// The limit.
+        limit: Duration,
+    },
     /// No frame arrived within [`Limits::idle_timeout`].
     #[error("no frame within the idle timeout of {limit:?}")]
     IdleTimeout {
@@ -147,6 +154,7 @@ impl LinkError {
             LinkError::Io(_) => "io",
             LinkError::HandshakeTimeout { .. } => "handshake_timeout",
             LinkError::IdleTimeout { .. } => "idle_timeout",
+            LinkError::SendTimeout { .. } => "send_timeout",
             LinkError::HandshakeLength { .. } => "handshake_length",
             LinkError::Handshake(_) => "handshake_failed",
             LinkError::MessageTooShort { .. } => "message_too_short",
@@ -484,6 +492,7 @@ pub struct Link<S> {
     transport: TransportState,
     remote_static: X25519PublicKey,
     max_frame_len: usize,
+    send_timeout: Duration,
     plain: BytesMut,
     cipher: Vec<u8>,
 }
@@ -508,6 +517,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             transport,
             remote_static: remote,
             max_frame_len: limits.max_frame_len,
+            send_timeout: limits.send_timeout,
             plain: BytesMut::new(),
             cipher: Vec::new(),
         })
@@ -546,7 +556,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         Frame::decode_exact_bytes(plain.freeze()).map_err(LinkError::Frame)
     }
 
-    /// Sends one frame in one Noise transport message, and flushes.
+    /// Sends one frame in one Noise transport message, and flushes, within
+    /// [`Limits::send_timeout`]. After any error (a timeout included) the link must be closed:
+    /// part of the message may have been written.
     pub async fn send(&mut self, frame: &Frame) -> Result<(), LinkError> {
         self.plain.clear();
         frame.encode_into(&mut self.plain);
@@ -562,7 +574,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
             .transport
             .write_message(&self.plain, &mut self.cipher)
             .map_err(LinkError::Encrypt)?;
-        self.io.write_message(&self.cipher[..n]).await?;
+        let limit = self.send_timeout;
+        tokio::time::timeout(limit, self.io.write_message(&self.cipher[..n]))
+            .await
+            .map_err(|_| LinkError::SendTimeout { limit })??;
         self.shrink_scratch();
         Ok(())
     }
@@ -921,6 +936,33 @@ mod tests {
         assert!(
             matches!(err, LinkError::Frame(WireError::TrailingBytes { .. })),
             "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn send_to_a_peer_that_does_not_read_times_out() {
+        let mut rng = ChaCha20Rng::seed_from_u64(SEED + 4);
+        let k = keys(&mut rng);
+        // A small in-memory pipe: the peer's unread bytes fill it after a few frames.
+        let (a, b) = tokio::io::duplex(4096);
+        let limits = Limits {
+            send_timeout: Duration::from_millis(100),
+            ..Limits::default()
+        };
+        let server = accept(b, &k.server, &limits, &mut rng);
+        let client = connect(a, &k.client, &k.server.public_key(), &limits, &mut rng);
+        let (c, s) = tokio::join!(client, server);
+        let (_c, mut s) = (c.unwrap(), s.unwrap());
+        let mut result = Ok(());
+        for n in 0..1000 {
+            result = s.send(&ping(n)).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        assert!(
+            matches!(result, Err(LinkError::SendTimeout { limit }) if limit == Duration::from_millis(100)),
+            "{result:?}"
         );
     }
 

@@ -89,6 +89,7 @@ pub const LINK_CLOSE_REASONS: &[&str] = &[
     "closed",
     "peer_close",
     "idle_timeout",
+    "send_timeout",
     "shutdown",
     "truncated",
     "io",

@@ -346,3 +346,49 @@ async fn bind_loads_the_key_file() {
     let relay = Relay::bind(config).await.unwrap();
     assert_eq!(relay.noise_public(), keys.noise_public());
 }
+
+#[tokio::test]
+async fn a_peer_that_sends_but_never_reads_loses_its_link() {
+    let limits = Limits {
+        send_timeout: Duration::from_millis(200),
+        rate_frames_per_sec: 1_000_000,
+        ..Limits::default()
+    };
+    let relay = start(limits).await;
+    let mut good = client(&relay, 20).await;
+    // A small receive buffer, never read: the relay's Pongs back up behind it.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(relay.addr).await.unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(21);
+    let me = X25519Secret::generate(&mut rng);
+    let mut stubborn = link::connect(
+        stream,
+        &me,
+        &relay.noise_public,
+        &Limits::default(),
+        &mut rng,
+    )
+    .await
+    .unwrap();
+    let writer = tokio::spawn(async move {
+        for nonce in 0..200_000u64 {
+            let frame = Frame::new(
+                MessageId::from_bytes([2; 16]),
+                &zentalk_wire::proto::Ping { nonce },
+            )
+            .unwrap();
+            if stubborn.send(&frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    wait_for_secs("send timeout", 10, || {
+        relay.metrics.links_closed("send_timeout") == 1
+    })
+    .await;
+    writer.abort();
+    ping(&mut good, 1).await;
+    relay.stop.send(()).unwrap();
+    relay.handle.await.unwrap();
+}

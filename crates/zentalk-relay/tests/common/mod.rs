@@ -94,8 +94,12 @@ pub async fn ping(link: &mut Link<TcpStream>, nonce: u64) {
     assert_eq!(answer.decode_body::<Pong>().unwrap().nonce, nonce);
 }
 
-pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..200 {
+pub async fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    wait_for_secs(what, 2, cond).await;
+}
+
+pub async fn wait_for_secs(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    for _ in 0..secs * 100 {
         if cond() {
             return;
         }
