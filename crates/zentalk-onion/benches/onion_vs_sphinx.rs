@@ -22,7 +22,8 @@ use sphinx_packet::route::{Destination, DestinationAddressBytes, Node, NodeAddre
 use x25519_dalek_v3::{PublicKey, StaticSecret};
 use zentalk_crypto::{NodeId, X25519Secret};
 use zentalk_onion::{
-    Hop, MAX_MESSAGE_LEN, MailboxId, OnionRelay, PACKET_LEN, PAYLOAD_LEN, Processed, build_packet,
+    Hop, MAX_MESSAGE_LEN, MailboxId, OnionRelay, PACKET_LEN, PAYLOAD_LEN, PreparedHop, Processed,
+    build_packet,
 };
 
 const EPOCH: u32 = 1;
@@ -109,8 +110,24 @@ fn bench(c: &mut Criterion) {
             build_packet(&mut rng, black_box(&o.route), mailbox, black_box(&message)).unwrap()
         })
     });
+    let prepared: Vec<PreparedHop> = o
+        .route
+        .iter()
+        .map(|h| PreparedHop::prepare(h).unwrap())
+        .collect();
+    g.bench_function("zentalk-onion (prepared relay keys)", |b| {
+        b.iter(|| {
+            build_packet(&mut rng, black_box(&prepared), mailbox, black_box(&message)).unwrap()
+        })
+    });
     g.bench_function("sphinx-packet", |b| {
         b.iter(|| sphinx_packet(black_box(&t), black_box(&message)))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("prepare_relay_key");
+    g.bench_function("zentalk-onion", |b| {
+        b.iter(|| PreparedHop::prepare(black_box(&o.route[0])).unwrap())
     });
     g.finish();
 
@@ -207,12 +224,23 @@ fn paired(rounds: usize) {
         .packet
         .into_bytes();
     let theirs_bytes = sphinx_packet(&t, &message).to_bytes();
+    let prepared: Vec<PreparedHop> = o
+        .route
+        .iter()
+        .map(|h| PreparedHop::prepare(h).unwrap())
+        .collect();
+    let (mut pc, mut rpc) = (Vec::new(), Vec::new());
     let (mut oc, mut tc, mut rc) = (Vec::new(), Vec::new(), Vec::new());
     let (mut op, mut tp, mut rp) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         let time_ours_create = |rng: &mut ChaCha20Rng| {
             let s = Instant::now();
             black_box(build_packet(rng, &o.route, mailbox, &message).unwrap());
+            s.elapsed().as_secs_f64() * 1e6
+        };
+        let time_prepared_create = |rng: &mut ChaCha20Rng| {
+            let s = Instant::now();
+            black_box(build_packet(rng, &prepared, mailbox, &message).unwrap());
             s.elapsed().as_secs_f64() * 1e6
         };
         let time_theirs_create = || {
@@ -239,19 +267,23 @@ fn paired(rounds: usize) {
             );
             s.elapsed().as_secs_f64() * 1e6
         };
-        let (a, b, c, d) = if round % 2 == 0 {
+        let (a, b, c, d, e) = if round % 2 == 0 {
             let a = time_ours_create(&mut rng);
             let b = time_theirs_create();
+            let e = time_prepared_create(&mut rng);
             let c = time_ours_process();
             let d = time_theirs_process();
-            (a, b, c, d)
+            (a, b, c, d, e)
         } else {
+            let e = time_prepared_create(&mut rng);
             let b = time_theirs_create();
             let a = time_ours_create(&mut rng);
             let d = time_theirs_process();
             let c = time_ours_process();
-            (a, b, c, d)
+            (a, b, c, d, e)
         };
+        pc.push(e);
+        rpc.push(e / b);
         oc.push(a);
         tc.push(b);
         rc.push(a / b);
@@ -264,6 +296,11 @@ fn paired(rounds: usize) {
         median(&mut oc),
         median(&mut tc),
         median(&mut rc)
+    );
+    println!(
+        "paired ({rounds} rounds, medians): create 3 hops, prepared relay keys: zentalk-onion {:.1} us, ratio to sphinx-packet {:.3}",
+        median(&mut pc),
+        median(&mut rpc)
     );
     println!(
         "paired ({rounds} rounds, medians): process one hop: zentalk-onion {:.1} us, sphinx-packet {:.1} us, ratio {:.3}",
@@ -281,7 +318,7 @@ fn main() {
     // the filter is "paired".
     let filter: Vec<String> = std::env::args()
         .skip(1)
-        .filter(|a| !a.starts_with('-'))
+        .filter(|a| !a.starts_with('-') && a.parse::<f64>().is_err())
         .collect();
     if filter.is_empty() || filter.iter().any(|f| f == "paired") {
         paired(2000);

@@ -90,10 +90,10 @@ mod route;
 mod surb;
 
 pub use error::OnionError;
-pub use kem::{HopKem, X25519Kem};
+pub use kem::{HopKem, PreparedX25519Key, X25519Kem};
 pub use packet::{
-    Hop, Layout, MailboxId, OnionPacket, OutgoingPacket, Processed, ReplyPayload, SurbId,
-    build_packet,
+    Hop, Layout, MailboxId, OnionPacket, OutgoingPacket, PreparedHop, Processed, ReplyPayload,
+    RouteHop, SurbId, build_packet,
 };
 pub use relay::{OnionRelay, ReplayFilter};
 pub use route::{RelayWeight, UniformWeight, select_route};

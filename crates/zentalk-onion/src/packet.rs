@@ -3,7 +3,9 @@
 use core::fmt;
 use core::marker::PhantomData;
 
-use zentalk_crypto::{CryptoRngCore, NodeId, hash::ct_eq};
+use std::sync::Arc;
+
+use zentalk_crypto::{CryptoRngCore, NodeId, SecretBytes, hash::ct_eq};
 
 use crate::crypto::{HopKeys, lioness_decrypt, lioness_encrypt};
 use crate::kem::{HopKem, X25519Kem};
@@ -134,6 +136,97 @@ impl<K: HopKem> Clone for Hop<K> {
             onion_key: self.onion_key.clone(),
             epoch: self.epoch,
         }
+    }
+}
+
+/// One hop of a route as the packet builder sees it: a relay, the epoch named for it, and a
+/// way to encapsulate to its key. Implemented by [`Hop`] (plain key) and [`PreparedHop`]
+/// (precomputed key, faster for repeated use); both give the same bytes for the same RNG.
+pub trait RouteHop {
+    /// The key-agreement scheme.
+    type Kem: HopKem;
+    /// The relay's node id.
+    fn node(&self) -> NodeId;
+    /// The key epoch named for this relay.
+    fn epoch(&self) -> u32;
+    /// Encapsulates to this relay's key (see [`HopKem::encapsulate`]).
+    fn encapsulate<R: CryptoRngCore + ?Sized>(
+        &self,
+        rng: &mut R,
+        ciphertext: &mut [u8],
+    ) -> Result<SecretBytes<32>, OnionError>;
+}
+
+impl<K: HopKem> RouteHop for Hop<K> {
+    type Kem = K;
+    fn node(&self) -> NodeId {
+        self.node
+    }
+    fn epoch(&self) -> u32 {
+        self.epoch
+    }
+    fn encapsulate<R: CryptoRngCore + ?Sized>(
+        &self,
+        rng: &mut R,
+        ciphertext: &mut [u8],
+    ) -> Result<SecretBytes<32>, OnionError> {
+        K::encapsulate(rng, &self.onion_key, &self.node, ciphertext)
+    }
+}
+
+/// A [`Hop`] whose onion key has been prepared once ([`HopKem::prepare`]; for X25519 a
+/// 30 KiB table built in about a millisecond) so that every later packet through this relay
+/// in the epoch costs less to build. Cheap to clone (the prepared key is shared).
+pub struct PreparedHop<K: HopKem = X25519Kem> {
+    node: NodeId,
+    epoch: u32,
+    key: Arc<K::PreparedKey>,
+}
+
+impl<K: HopKem> PreparedHop<K> {
+    /// Prepares `hop`'s key.
+    pub fn prepare(hop: &Hop<K>) -> Result<Self, OnionError> {
+        Ok(Self {
+            node: hop.node,
+            epoch: hop.epoch,
+            key: Arc::new(K::prepare(&hop.onion_key, &hop.node)?),
+        })
+    }
+}
+
+impl<K: HopKem> Clone for PreparedHop<K> {
+    fn clone(&self) -> Self {
+        Self {
+            node: self.node,
+            epoch: self.epoch,
+            key: Arc::clone(&self.key),
+        }
+    }
+}
+
+impl<K: HopKem> fmt::Debug for PreparedHop<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedHop")
+            .field("node", &self.node)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: HopKem> RouteHop for PreparedHop<K> {
+    type Kem = K;
+    fn node(&self) -> NodeId {
+        self.node
+    }
+    fn epoch(&self) -> u32 {
+        self.epoch
+    }
+    fn encapsulate<R: CryptoRngCore + ?Sized>(
+        &self,
+        rng: &mut R,
+        ciphertext: &mut [u8],
+    ) -> Result<SecretBytes<32>, OnionError> {
+        K::encapsulate_prepared(rng, &self.key, &self.node, ciphertext)
     }
 }
 
@@ -308,7 +401,7 @@ fn xor_into(dst: &mut [u8], src: &[u8]) {
 }
 
 /// Checks the route: 1..=MAX_HOPS hops, no relay twice.
-pub(crate) fn check_route<K: HopKem>(route: &[Hop<K>]) -> Result<(), OnionError> {
+pub(crate) fn check_route<H: RouteHop>(route: &[H]) -> Result<(), OnionError> {
     if route.is_empty() || route.len() > MAX_HOPS {
         return Err(OnionError::InvalidRouteLength {
             max: MAX_HOPS,
@@ -316,8 +409,8 @@ pub(crate) fn check_route<K: HopKem>(route: &[Hop<K>]) -> Result<(), OnionError>
         });
     }
     for (i, hop) in route.iter().enumerate() {
-        if route.iter().skip(i + 1).any(|h| h.node == hop.node) {
-            return Err(OnionError::RepeatedRelay { node: hop.node });
+        if route.iter().skip(i + 1).any(|h| h.node() == hop.node()) {
+            return Err(OnionError::RepeatedRelay { node: hop.node() });
         }
     }
     Ok(())
@@ -329,13 +422,13 @@ pub(crate) fn check_route<K: HopKem>(route: &[Hop<K>]) -> Result<(), OnionError>
 /// route order, what `K::encapsulate` draws (X25519: 32 bytes of ephemeral secret); then the
 /// unused tail of the last slot (`slot_len - 33` bytes); then the padding after the last slot
 /// (`(MAX_HOPS - n) * slot_len` bytes).
-pub(crate) fn build_header<K: HopKem, R: CryptoRngCore + ?Sized>(
+pub(crate) fn build_header<H: RouteHop, R: CryptoRngCore + ?Sized>(
     rng: &mut R,
-    route: &[Hop<K>],
+    route: &[H],
     last: FinalCommand,
 ) -> Result<(Vec<u8>, Vec<HopKeys>), OnionError> {
     check_route(route)?;
-    let layout = Layout::of::<K>();
+    let layout = Layout::of::<H::Kem>();
     let (s, r, ct_len) = (layout.slot_len, layout.routing_len, layout.ciphertext_len);
     let n = route.len();
 
@@ -343,7 +436,7 @@ pub(crate) fn build_header<K: HopKem, R: CryptoRngCore + ?Sized>(
     let mut cts = vec![0u8; n * ct_len];
     let mut keys = Vec::with_capacity(n);
     for (hop, ct) in route.iter().zip(cts.chunks_exact_mut(ct_len)) {
-        let shared = K::encapsulate(rng, &hop.onion_key, &hop.node, ct)?;
+        let shared = hop.encapsulate(rng, ct)?;
         keys.push(HopKeys::derive(&shared)?);
     }
 
@@ -389,14 +482,14 @@ pub(crate) fn build_header<K: HopKem, R: CryptoRngCore + ?Sized>(
             // epoch, ciphertext and MAC: shift them into hop i's slot.
             let mut next = vec![0u8; r];
             next[0] = CMD_FORWARD;
-            next[1..1 + ID_LEN].copy_from_slice(route[i + 1].node.as_bytes());
+            next[1..1 + ID_LEN].copy_from_slice(route[i + 1].node().as_bytes());
             next[1 + ID_LEN..s].copy_from_slice(&header[1..layout.prefix_len]);
             next[s..].copy_from_slice(&beta[..r - s]);
             k.xor_header_stream(&mut next);
             beta = next;
         }
-        header[0] = K::VERSION;
-        header[1..1 + EPOCH_LEN].copy_from_slice(&hop.epoch.to_be_bytes());
+        header[0] = H::Kem::VERSION;
+        header[1..1 + EPOCH_LEN].copy_from_slice(&hop.epoch().to_be_bytes());
         header[ct_off..mac_off].copy_from_slice(&cts[i * ct_len..(i + 1) * ct_len]);
         header[layout.prefix_len..].copy_from_slice(&beta);
         let mac = k.header_mac(&[&header[..mac_off], &beta]);
@@ -456,15 +549,16 @@ pub(crate) fn decode_payload(p: &[u8]) -> Result<Vec<u8>, OnionError> {
 /// Builds a packet that carries `message` along `route` to mailbox `mailbox` at the last
 /// relay of the route.
 ///
-/// The route has 1 to [`MAX_HOPS`] distinct relays; the last one is the recipient's mailbox
+/// `route` is a slice of [`Hop`]s, or of [`PreparedHop`]s when the same relays carry many
+/// packets (same bytes for the same RNG, less work). The route has 1 to [`MAX_HOPS`] distinct relays; the last one is the recipient's mailbox
 /// relay. Every packet has the same length ([`crate::PACKET_LEN`] for X25519) whatever the
 /// route length and message length.
-pub fn build_packet<K: HopKem>(
+pub fn build_packet<H: RouteHop>(
     rng: &mut impl CryptoRngCore,
-    route: &[Hop<K>],
+    route: &[H],
     mailbox: MailboxId,
     message: &[u8],
-) -> Result<OutgoingPacket<K>, OnionError> {
+) -> Result<OutgoingPacket<H::Kem>, OnionError> {
     let mut payload = encode_payload(message)?;
     let (header, keys) = build_header(rng, route, FinalCommand::Mailbox(mailbox))?;
     for k in keys.iter().rev() {
@@ -472,7 +566,7 @@ pub fn build_packet<K: HopKem>(
     }
     let first_hop = route
         .first()
-        .map(|h| h.node)
+        .map(RouteHop::node)
         .ok_or(OnionError::InvalidRouteLength {
             max: MAX_HOPS,
             found: 0,

@@ -19,7 +19,7 @@ use zentalk_crypto::{CryptoRngCore, NodeId, SecretBytes};
 use crate::crypto::{LionessKeys, lioness_decrypt, lioness_encrypt};
 use crate::kem::{HopKem, X25519Kem};
 use crate::packet::{
-    FinalCommand, Hop, Layout, OutgoingPacket, ReplyPayload, SurbId, assemble, build_header,
+    FinalCommand, Layout, OutgoingPacket, ReplyPayload, RouteHop, SurbId, assemble, build_header,
     decode_payload, encode_payload,
 };
 use crate::{ID_LEN, OnionError};
@@ -154,11 +154,11 @@ impl ReplyKeyStore {
     /// Creates a reply block for `route`, which must end at the creator's own mailbox relay,
     /// and remembers its keys. Returns the block's id (also carried, encrypted, to the last
     /// hop) and the block to hand out.
-    pub fn create_surb<K: HopKem>(
+    pub fn create_surb<H: RouteHop>(
         &mut self,
         rng: &mut impl CryptoRngCore,
-        route: &[Hop<K>],
-    ) -> Result<(SurbId, Surb<K>), OnionError> {
+        route: &[H],
+    ) -> Result<(SurbId, Surb<H::Kem>), OnionError> {
         if self.pending.len() >= self.capacity {
             return Err(OnionError::SurbStoreFull {
                 capacity: self.capacity,
@@ -169,13 +169,14 @@ impl ReplyKeyStore {
         let id = SurbId::from_bytes(id);
         let reply_key = SecretBytes::<32>::random(rng);
         let (header, keys) = build_header(rng, route, FinalCommand::Reply(id))?;
-        let first_hop = route
-            .first()
-            .map(|h| h.node)
-            .ok_or(OnionError::InvalidRouteLength {
-                max: crate::MAX_HOPS,
-                found: 0,
-            })?;
+        let first_hop =
+            route
+                .first()
+                .map(RouteHop::node)
+                .ok_or(OnionError::InvalidRouteLength {
+                    max: crate::MAX_HOPS,
+                    found: 0,
+                })?;
         let pending = PendingReply {
             reply_keys: LionessKeys::from_reply_key(reply_key.expose())?,
             hop_keys: keys.iter().map(|k| k.payload.duplicate()).collect(),

@@ -424,7 +424,7 @@ fn caller_errors_are_typed() {
         }
     );
     assert_eq!(
-        build_packet::<zentalk_onion::X25519Kem>(&mut rng, &[], MAILBOX, b"").unwrap_err(),
+        build_packet::<Hop>(&mut rng, &[], MAILBOX, b"").unwrap_err(),
         OnionError::InvalidRouteLength {
             max: MAX_HOPS,
             found: 0
@@ -732,4 +732,57 @@ fn selected_routes_carry_packets() {
         matches!(end, Ok(Processed::Deliver { message, .. }) if message == b"via selected route")
     );
     let _ = NodeId::from_bytes([0; 32]);
+}
+
+// ---------------------------------------------------------------- prepared relay keys
+
+#[test]
+fn prepared_hops_build_the_same_bytes_as_plain_hops() {
+    use rand_core::SeedableRng;
+    use zentalk_onion::PreparedHop;
+    let mut rng = rng(40);
+    let mut net = Net::new(&mut rng, 5, 1000);
+    for hops in 1..=MAX_HOPS {
+        let plain = net.route(&(0..hops).collect::<Vec<_>>());
+        let prepared: Vec<PreparedHop> = plain
+            .iter()
+            .map(|h| PreparedHop::prepare(h).unwrap())
+            .collect();
+        let seed = 4000 + hops as u64;
+        let a = build_packet(
+            &mut rand_chacha::ChaCha20Rng::seed_from_u64(seed),
+            &plain,
+            MAILBOX,
+            b"prepared",
+        )
+        .unwrap();
+        let b = build_packet(
+            &mut rand_chacha::ChaCha20Rng::seed_from_u64(seed),
+            &prepared,
+            MAILBOX,
+            b"prepared",
+        )
+        .unwrap();
+        assert_eq!(a.packet.as_bytes(), b.packet.as_bytes());
+        let (_, end) = net.run(b.first_hop, b.packet.into_bytes());
+        assert!(matches!(end, Ok(Processed::Deliver { message, .. }) if message == b"prepared"));
+        // Reply blocks too.
+        let mut store = ReplyKeyStore::new(4);
+        let (id, surb) = store.create_surb(&mut rng, &prepared).unwrap();
+        let reply = surb.into_reply(b"back").unwrap();
+        let (_, end) = net.run(reply.first_hop, reply.packet.into_bytes());
+        let Processed::Reply { surb_id, payload } = end.unwrap() else {
+            panic!()
+        };
+        assert_eq!(surb_id, id);
+        assert_eq!(store.open_reply(&surb_id, &payload).unwrap(), b"back");
+    }
+    // A low-order relay key cannot be prepared.
+    let mut bad = net.directory[0].clone();
+    bad.onion_key = X25519PublicKey::from_bytes([0; 32]);
+    assert_eq!(
+        PreparedHop::prepare(&bad).unwrap_err(),
+        OnionError::InvalidRelayKey { node: bad.node }
+    );
+    assert!(!format!("{:?}", PreparedHop::prepare(&net.directory[1]).unwrap()).is_empty());
 }
