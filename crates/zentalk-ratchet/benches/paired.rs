@@ -69,7 +69,9 @@ fn report(name: &str, rows: &[(&'static str, f64, f64)]) {
 }
 
 fn main() {
-    println!("| workload | implementation | median µs/op | median per-round ratio (this ÷ zentalk) |");
+    println!(
+        "| workload | implementation | median µs/op | median per-round ratio (this ÷ zentalk) |"
+    );
     println!("| --- | --- | ---: | ---: |");
     for size in [100usize, 1024] {
         let pt = vec![0x5au8; size];

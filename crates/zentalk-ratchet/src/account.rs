@@ -232,11 +232,20 @@ impl Account {
         Ok((Session::new_outbound(x3dh, ratchet, config)?, sk))
     }
 
-    /// Adds a one-time prekey with an explicit secret, for known-answer vectors only.
-    #[cfg(any(test, feature = "test-vectors"))]
-    #[doc(hidden)]
-    pub fn insert_one_time_prekey_for_tests(&mut self, id: u32, secret: X25519Secret) {
+    /// Imports a one-time prekey from its raw secret (migration, interop tests). Returns
+    /// `false`, changing nothing, if the id is taken or the pool holds
+    /// [`MAX_ONE_TIME_PREKEYS`] already. Later generated ids continue after the largest one.
+    pub fn import_one_time_prekey(&mut self, id: u32, secret: X25519Secret) -> bool {
+        if self.one_time_prekeys.len() >= MAX_ONE_TIME_PREKEYS
+            || self.one_time_prekeys.contains_key(&id)
+        {
+            return false;
+        }
         self.one_time_prekeys.insert(id, secret);
+        if id >= self.next_one_time_prekey_id {
+            self.next_one_time_prekey_id = id.wrapping_add(1).max(1);
+        }
+        true
     }
 
     /// Accepts an initial message (X3DH as responder): returns the new session and the first

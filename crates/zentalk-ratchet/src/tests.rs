@@ -44,10 +44,11 @@ fn produce(input: &Value) -> Value {
         X25519Secret::from_bytes(&h32(input, "bob_signed_prekey_secret")),
     );
     if let Some(id) = input["bob_one_time_prekey_id"].as_u64() {
-        bob.insert_one_time_prekey_for_tests(
+        assert!(bob.import_one_time_prekey(
             id as u32,
             X25519Secret::from_bytes(&h32(input, "bob_one_time_prekey_secret")),
-        );
+        ));
+        assert!(!bob.import_one_time_prekey(id as u32, X25519Secret::from_bytes(&[1; 32])));
     }
     let bundle = PrekeyBundle::from_bytes(&bob.prekey_bundle().to_bytes()).unwrap();
     let (mut a, sk) = alice
