@@ -11,7 +11,8 @@ use core::fmt;
 use std::collections::VecDeque;
 
 use zentalk_crypto::{
-    AeadSuite, CryptoRngCore, IdentityPublicKey, NONCE_LEN, X25519PublicKey, X25519Secret,
+    AeadSuite, CryptoError, CryptoRngCore, IdentityPublicKey, NONCE_LEN, X25519PublicKey,
+    X25519Secret,
 };
 use zeroize::{Zeroize, Zeroizing};
 
@@ -372,8 +373,11 @@ impl Session {
                 let sealed_vec = suite
                     .seal(hk, &header_nonce, &self.ad, &header_bytes)
                     .map_err(EncryptError::Crypto)?;
-                let mut sealed = [0u8; ENCRYPTED_HEADER_LEN];
-                sealed.copy_from_slice(&sealed_vec);
+                // AEAD output is always header + tag; a mismatch would be a primitive failure.
+                let sealed: [u8; ENCRYPTED_HEADER_LEN] = sealed_vec
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| EncryptError::Crypto(CryptoError::AeadFailure))?;
                 let aad = AadBuf::new(&[&self.ad, &header_nonce, &sealed]);
                 let ciphertext = suite
                     .seal(&key, &nonce, aad.as_slice(), plaintext)
