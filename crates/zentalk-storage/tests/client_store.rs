@@ -1,6 +1,9 @@
 //! Client store: behaviour, encryption at rest, and every error path on bad input.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-#![allow(clippy::disallowed_methods, reason = "L2 tests: wall clock for seeds, timing and unique names")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "L2 tests: wall clock for seeds, timing and unique names"
+)]
 
 use std::path::Path;
 
@@ -719,12 +722,15 @@ async fn tampered_moved_and_truncated_ciphertexts_are_typed_errors() {
         }
     };
     // Move row 1's content into row 2: authentication binds the row id.
-    edit("UPDATE messages SET content_enc = (SELECT content_enc FROM messages WHERE id = 1) WHERE id = 2").await;
+    edit(
+        "UPDATE messages SET body_enc = (SELECT body_enc FROM messages WHERE id = 1) WHERE id = 2",
+    )
+    .await;
     let s = ClientStore::open(&path, PW).await.unwrap();
     match s.message(&b.id).await {
         Err(StoreError::Tampered {
             table: "messages",
-            column: "content_enc",
+            column: "body_enc",
         }) => {}
         other => panic!("expected Tampered, got {other:?}"),
     }
@@ -742,7 +748,7 @@ async fn tampered_moved_and_truncated_ciphertexts_are_typed_errors() {
     ));
     s.close().await;
     // Truncate a ciphertext.
-    edit("UPDATE messages SET content_enc = substr(content_enc, 1, 10) WHERE id = 1").await;
+    edit("UPDATE messages SET body_enc = substr(body_enc, 1, 10) WHERE id = 1").await;
     let s = ClientStore::open(&path, PW).await.unwrap();
     assert!(matches!(
         s.message(&a.id).await,

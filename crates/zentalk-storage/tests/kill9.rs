@@ -4,7 +4,10 @@
 //! every acknowledged put is there. Runs on SQLite always and on PostgreSQL when
 //! `ZENTALK_TEST_POSTGRES_URL` is set (otherwise it says it skipped).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-#![allow(clippy::disallowed_methods, reason = "L2 tests: wall clock for seeds, timing and unique names")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "L2 tests: wall clock for seeds, timing and unique names"
+)]
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};

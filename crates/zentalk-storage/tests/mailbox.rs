@@ -2,7 +2,10 @@
 //! SQLite and on PostgreSQL. The PostgreSQL runs need `ZENTALK_TEST_POSTGRES_URL` (see
 //! `scripts/pg-test-server.sh`); without it they print that they were skipped, and why.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-#![allow(clippy::disallowed_methods, reason = "L2 tests: wall clock for seeds, timing and unique names")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "L2 tests: wall clock for seeds, timing and unique names"
+)]
 
 use std::future::Future;
 use std::str::FromStr;
@@ -68,16 +71,23 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Says so on stderr directly: the test harness captures `println!` of passing tests, not a
+/// plain write to the stderr handle, so the skip is visible in every `cargo test` run.
+fn skipped(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{msg}");
+}
+
 async fn with_postgres<F, Fut>(test: &str, limits: Limits, body: F)
 where
     F: FnOnce(Arc<Mailbox>) -> Fut,
     Fut: Future<Output = ()>,
 {
     let Ok(url) = std::env::var(PG_ENV) else {
-        println!(
+        skipped(&format!(
             "SKIPPED {test} on PostgreSQL: {PG_ENV} is not set (start a server with \
              `eval \"$(scripts/pg-test-server.sh start)\"` to run it)"
-        );
+        ));
         return;
     };
     let schema = pg_schema(&url).await;
@@ -544,7 +554,9 @@ async fn sqlite_newer_migration_is_refused() {
 #[tokio::test]
 async fn postgres_newer_migration_is_refused() {
     let Ok(url) = std::env::var(PG_ENV) else {
-        println!("SKIPPED postgres_newer_migration_is_refused: {PG_ENV} is not set");
+        skipped(&format!(
+            "SKIPPED postgres_newer_migration_is_refused: {PG_ENV} is not set"
+        ));
         return;
     };
     let schema = pg_schema(&url).await;

@@ -56,9 +56,7 @@ CREATE TABLE messages (
     expires_at INTEGER,                   -- disappearing messages
     edited_at INTEGER,
     deleted_at INTEGER,
-    header_enc BLOB NOT NULL,             -- message id, sender address, reply-to id
-    content_enc BLOB NOT NULL,
-    media_enc BLOB                        -- media id reference
+    body_enc BLOB NOT NULL                -- message id, sender, reply-to id, media id, content
 );
 CREATE INDEX messages_page ON messages (conversation_id, timestamp);
 CREATE INDEX messages_starred ON messages (conversation_id, timestamp) WHERE is_starred = 1;

@@ -27,8 +27,12 @@ pub const CONTENT_TYPE_TEXT: u8 = 0;
 
 /// Rows per multi-row INSERT statement (12 bound values per row, well under SQLite's limit).
 const ROWS_PER_STATEMENT: usize = 128;
-const HEADER_LEN_NO_REPLY: usize = 16 + 32 + 1;
-const HEADER_LEN_REPLY: usize = HEADER_LEN_NO_REPLY + 16;
+/// Conversations per batched SELECT / UPDATE.
+const CONVERSATIONS_PER_STATEMENT: usize = 256;
+/// Fixed part of a message body: id (16) || sender (32) || flags (1).
+const BODY_FIXED_LEN: usize = 16 + 32 + 1;
+const FLAG_REPLY: u8 = 1;
+const FLAG_MEDIA: u8 = 2;
 const MSG_TAG_DOMAIN: &str = "messages.msg_tag";
 
 /// Delivery status of a message (the original's five states).
@@ -167,23 +171,46 @@ pub struct Reaction {
     pub reacted_at_ms: i64,
 }
 
+/// (conversation, new last timestamp, new sealed preview, unread increment).
+type ConversationUpdate = (ConversationId, Option<i64>, Option<Vec<u8>>, i64);
+
 type ReactionRow = (Vec<u8>, Vec<u8>, Vec<u8>, i64);
 
 const MSG_COLUMNS: &str = "id, conversation_id, timestamp, status, is_outgoing, is_read, is_starred, \
-     content_type, expires_at, edited_at, deleted_at, header_enc, content_enc, media_enc";
+     content_type, expires_at, edited_at, deleted_at, body_enc";
 
-fn encode_header(m: &NewMessage) -> Vec<u8> {
-    let mut h = Vec::with_capacity(HEADER_LEN_REPLY);
-    h.extend_from_slice(&m.id.0);
-    h.extend_from_slice(m.sender.as_bytes());
-    match m.reply_to {
-        Some(r) => {
-            h.push(1);
-            h.extend_from_slice(&r.0);
-        }
-        None => h.push(0),
+/// The decrypted `body_enc` column: everything sensitive about a message in one AEAD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Body {
+    id: MessageId,
+    sender: Address,
+    reply_to: Option<MessageId>,
+    media: Option<MediaId>,
+    content: Vec<u8>,
+}
+
+/// id (16) || sender (32) || flags (1) || [reply-to id (16)] || [media id (16)] || content.
+fn encode_body(
+    id: &MessageId,
+    sender: &Address,
+    reply_to: Option<&MessageId>,
+    media: Option<&MediaId>,
+    content: &[u8],
+) -> Vec<u8> {
+    let mut b = Vec::with_capacity(BODY_FIXED_LEN + 32 + content.len());
+    b.extend_from_slice(&id.0);
+    b.extend_from_slice(sender.as_bytes());
+    let flags = if reply_to.is_some() { FLAG_REPLY } else { 0 }
+        | if media.is_some() { FLAG_MEDIA } else { 0 };
+    b.push(flags);
+    if let Some(r) = reply_to {
+        b.extend_from_slice(&r.0);
     }
-    h
+    if let Some(m) = media {
+        b.extend_from_slice(&m.0);
+    }
+    b.extend_from_slice(content);
+    b
 }
 
 fn malformed(column: &'static str, reason: &'static str) -> StoreError {
@@ -194,19 +221,45 @@ fn malformed(column: &'static str, reason: &'static str) -> StoreError {
     }
 }
 
-fn decode_header(h: &[u8]) -> Result<(MessageId, Address, Option<MessageId>), StoreError> {
-    let bad = || malformed("header_enc", "bad header layout");
-    if h.len() != HEADER_LEN_NO_REPLY && h.len() != HEADER_LEN_REPLY {
-        return Err(bad());
+fn decode_body(mut b: Vec<u8>) -> Result<Body, StoreError> {
+    let bad = |reason| malformed("body_enc", reason);
+    if b.len() < BODY_FIXED_LEN {
+        return Err(bad("body shorter than its fixed part"));
     }
-    let id = MessageId(h[..16].try_into().map_err(|_| bad())?);
-    let sender = Address::from_slice(&h[16..48]).map_err(|_| bad())?;
-    let reply = match (h[48], h.len()) {
-        (0, HEADER_LEN_NO_REPLY) => None,
-        (1, HEADER_LEN_REPLY) => Some(MessageId(h[49..65].try_into().map_err(|_| bad())?)),
-        _ => return Err(bad()),
+    let id = MessageId(b[..16].try_into().map_err(|_| bad("id"))?);
+    let sender = Address::from_slice(&b[16..48]).map_err(|_| bad("sender"))?;
+    let flags = b[48];
+    if flags & !(FLAG_REPLY | FLAG_MEDIA) != 0 {
+        return Err(bad("unknown flags"));
+    }
+    let mut at = BODY_FIXED_LEN;
+    let take16 = |at: &mut usize| -> Result<[u8; 16], StoreError> {
+        let v: [u8; 16] = b
+            .get(*at..*at + 16)
+            .ok_or_else(|| bad("truncated reference"))?
+            .try_into()
+            .map_err(|_| bad("reference"))?;
+        *at += 16;
+        Ok(v)
     };
-    Ok((id, sender, reply))
+    let reply_to = if flags & FLAG_REPLY != 0 {
+        Some(MessageId(take16(&mut at)?))
+    } else {
+        None
+    };
+    let media = if flags & FLAG_MEDIA != 0 {
+        Some(MediaId(take16(&mut at)?))
+    } else {
+        None
+    };
+    let content = b.split_off(at);
+    Ok(Body {
+        id,
+        sender,
+        reply_to,
+        media,
+        content,
+    })
 }
 
 pub(crate) fn preview_of(content_type: u8, content: &[u8]) -> String {
@@ -232,22 +285,14 @@ impl ClientStore {
         let rid: i64 = row.try_get(0)?;
         let rk = rid.to_be_bytes();
         let conv: Vec<u8> = row.try_get(1)?;
-        let header_enc: Vec<u8> = row.try_get(11)?;
-        let content_enc: Vec<u8> = row.try_get(12)?;
-        let media_enc: Option<Vec<u8>> = row.try_get(13)?;
-        let header = self.keys.open("messages", "header_enc", &rk, &header_enc)?;
-        let (id, sender, reply_to) = decode_header(&header)?;
-        let content = self
-            .keys
-            .open("messages", "content_enc", &rk, &content_enc)?;
-        let media = match media_enc {
-            Some(m) => Some(MediaId::from_column(
-                "messages",
-                "media_enc",
-                &self.keys.open("messages", "media_enc", &rk, &m)?,
-            )?),
-            None => None,
-        };
+        let body_enc: Vec<u8> = row.try_get(11)?;
+        let Body {
+            id,
+            sender,
+            reply_to,
+            media,
+            content,
+        } = decode_body(self.keys.open("messages", "body_enc", &rk, &body_enc)?)?;
         let ct: i64 = row.try_get(7)?;
         Ok(StoredMessage {
             row: rid,
@@ -303,66 +348,102 @@ impl ClientStore {
         if msgs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await?;
-
-        // Conversations: existence, timer, current last timestamp.
-        let mut convs: HashMap<ConversationId, (i64, Option<i64>)> = HashMap::new();
-        for m in msgs {
-            if convs.contains_key(&m.conversation) {
-                continue;
-            }
-            let row = sqlx::query(
-                "SELECT disappearing_secs, last_timestamp FROM conversations WHERE id = ?",
-            )
-            .bind(&m.conversation.0[..])
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::Missing {
-                what: "conversation",
-            })?;
-            convs.insert(m.conversation, (row.try_get(0)?, row.try_get(1)?));
-        }
-
+        // Seal before taking the connection, so concurrent inserts overlap CPU and SQL work.
         let first_row = self.alloc_rows(msgs.len());
         struct Prepared {
             row: i64,
             tag: [u8; 16],
             expires: Option<i64>,
-            header: Vec<u8>,
-            content: Vec<u8>,
-            media: Option<Vec<u8>>,
+            body: Vec<u8>,
         }
         let mut prepared = Vec::with_capacity(msgs.len());
         for (i, m) in msgs.iter().enumerate() {
             let row = first_row + i64::try_from(i).unwrap_or(0);
             let rk = row.to_be_bytes();
-            let timer = convs.get(&m.conversation).map(|c| c.0).unwrap_or(0);
             prepared.push(Prepared {
                 row,
                 tag: self.msg_tag(&m.id),
-                expires: (timer > 0)
-                    .then(|| m.timestamp_ms.saturating_add(timer.saturating_mul(1000))),
-                header: self
-                    .keys
-                    .seal("messages", "header_enc", &rk, &encode_header(m))?,
-                content: self.keys.seal("messages", "content_enc", &rk, &m.content)?,
-                media: match &m.media {
-                    Some(id) => Some(self.keys.seal("messages", "media_enc", &rk, &id.0)?),
-                    None => None,
-                },
+                expires: None,
+                body: self.keys.seal(
+                    "messages",
+                    "body_enc",
+                    &rk,
+                    &encode_body(
+                        &m.id,
+                        &m.sender,
+                        m.reply_to.as_ref(),
+                        m.media.as_ref(),
+                        &m.content,
+                    ),
+                )?,
             });
         }
 
+        let mut tx = self.pool.begin().await?;
+
+        // Conversations: existence, timer, current last timestamp (one query per chunk).
+        let mut wanted: Vec<ConversationId> = msgs.iter().map(|m| m.conversation).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut convs: HashMap<ConversationId, (i64, Option<i64>)> = HashMap::new();
+        for chunk in wanted.chunks(CONVERSATIONS_PER_STATEMENT) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT id, disappearing_secs, last_timestamp FROM conversations WHERE id IN (",
+            );
+            let mut sep = qb.separated(", ");
+            for c in chunk {
+                sep.push_bind(&c.0[..]);
+            }
+            qb.push(")");
+            for row in qb.build().fetch_all(&mut *tx).await? {
+                let id: Vec<u8> = row.try_get(0)?;
+                convs.insert(
+                    ConversationId::from_column("conversations", "id", &id)?,
+                    (row.try_get(1)?, row.try_get(2)?),
+                );
+            }
+        }
+        if convs.len() != wanted.len() {
+            return Err(StoreError::Missing {
+                what: "conversation",
+            });
+        }
+
+        for (p, m) in prepared.iter_mut().zip(msgs) {
+            let timer = convs.get(&m.conversation).map(|c| c.0).unwrap_or(0);
+            p.expires =
+                (timer > 0).then(|| m.timestamp_ms.saturating_add(timer.saturating_mul(1000)));
+        }
+
+        // Redeliveries: which of these message ids are already stored? (Usually none, so this
+        // returns no rows; a RETURNING clause on the insert would stream every row back.)
+        let mut existing = std::collections::HashSet::new();
+        for chunk in prepared.chunks(CONVERSATIONS_PER_STATEMENT) {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new("SELECT msg_tag FROM messages WHERE msg_tag IN (");
+            let mut sep = qb.separated(", ");
+            for p in chunk {
+                sep.push_bind(&p.tag[..]);
+            }
+            qb.push(")");
+            let tags: Vec<Vec<u8>> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
+            existing.extend(tags);
+        }
+        // First occurrence of an id in the batch wins; later ones are redeliveries too.
         let mut inserted = std::collections::HashSet::new();
-        for (chunk_m, chunk_p) in msgs
-            .chunks(ROWS_PER_STATEMENT)
-            .zip(prepared.chunks(ROWS_PER_STATEMENT))
-        {
+        let mut fresh = Vec::with_capacity(msgs.len());
+        for (m, p) in msgs.iter().zip(&prepared) {
+            if !existing.contains(&p.tag[..]) && existing.insert(p.tag.to_vec()) {
+                inserted.insert(p.row);
+                fresh.push((m, p));
+            }
+        }
+        for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO messages (id, conversation_id, msg_tag, timestamp, status, is_outgoing, \
-                 content_type, expires_at, header_enc, content_enc, media_enc) ",
+                 content_type, expires_at, body_enc) ",
             );
-            qb.push_values(chunk_m.iter().zip(chunk_p), |mut b, (m, p)| {
+            qb.push_values(chunk, |mut b, (m, p)| {
                 b.push_bind(p.row)
                     .push_bind(&m.conversation.0[..])
                     .push_bind(&p.tag[..])
@@ -371,13 +452,9 @@ impl ClientStore {
                     .push_bind(i64::from(m.outgoing))
                     .push_bind(i64::from(m.content_type))
                     .push_bind(p.expires)
-                    .push_bind(&p.header)
-                    .push_bind(&p.content)
-                    .push_bind(p.media.as_deref());
+                    .push_bind(&p.body);
             });
-            qb.push(" ON CONFLICT (msg_tag) DO NOTHING RETURNING id");
-            let rows: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
-            inserted.extend(rows);
+            qb.build().execute(&mut *tx).await?;
         }
 
         // Conversation summaries.
@@ -398,6 +475,8 @@ impl ClientStore {
                 e.1 = Some((m.timestamp_ms, i));
             }
         }
+        // (id, new last timestamp, new preview, unread increment) per touched conversation.
+        let mut rows: Vec<ConversationUpdate> = Vec::with_capacity(updates.len());
         for (conv, (unread_add, newest)) in updates {
             let last = convs.get(&conv).and_then(|c| c.1);
             match newest {
@@ -409,27 +488,26 @@ impl ClientStore {
                         &conv.0,
                         preview_of(m.content_type, &m.content).as_bytes(),
                     )?;
-                    sqlx::query(
-                        "UPDATE conversations SET last_timestamp = ?, preview_enc = ?, \
-                         unread_count = unread_count + ? WHERE id = ?",
-                    )
-                    .bind(ts)
-                    .bind(preview)
-                    .bind(unread_add)
-                    .bind(&conv.0[..])
-                    .execute(&mut *tx)
-                    .await?;
+                    rows.push((conv, Some(ts), Some(preview), unread_add));
                 }
-                _ => {
-                    sqlx::query(
-                        "UPDATE conversations SET unread_count = unread_count + ? WHERE id = ?",
-                    )
-                    .bind(unread_add)
-                    .bind(&conv.0[..])
-                    .execute(&mut *tx)
-                    .await?;
-                }
+                _ => rows.push((conv, None, None, unread_add)),
             }
+        }
+        for chunk in rows.chunks(CONVERSATIONS_PER_STATEMENT) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "UPDATE conversations SET \
+                 last_timestamp = coalesce(v.column2, conversations.last_timestamp), \
+                 preview_enc = coalesce(v.column3, conversations.preview_enc), \
+                 unread_count = conversations.unread_count + v.column4 FROM (",
+            );
+            qb.push_values(chunk, |mut b, (id, ts, preview, add)| {
+                b.push_bind(&id.0[..])
+                    .push_bind(*ts)
+                    .push_bind(preview.as_deref())
+                    .push_bind(*add);
+            });
+            qb.push(") AS v WHERE conversations.id = v.column1");
+            qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(prepared
@@ -617,7 +695,7 @@ impl ClientStore {
         let rk = row.to_be_bytes();
         let mut tx = self.pool.begin().await?;
         let old: (Vec<u8>, Option<i64>) =
-            sqlx::query_as("SELECT content_enc, deleted_at FROM messages WHERE id = ?")
+            sqlx::query_as("SELECT body_enc, deleted_at FROM messages WHERE id = ?")
                 .bind(row)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -626,7 +704,7 @@ impl ClientStore {
                 what: "message (deleted)",
             });
         }
-        let old_content = self.keys.open("messages", "content_enc", &rk, &old.0)?;
+        let body = decode_body(self.keys.open("messages", "body_enc", &rk, &old.0)?)?;
         let edit_no: i64 = sqlx::query_scalar(
             "SELECT coalesce(max(edit_no), 0) + 1 FROM message_edits WHERE message_row = ?",
         )
@@ -639,14 +717,18 @@ impl ClientStore {
             .bind(row)
             .bind(edit_no)
             .bind(at_ms)
-            .bind(self.keys.seal("message_edits", "content_enc", &ek, &old_content)?)
+            .bind(self.keys.seal("message_edits", "content_enc", &ek, &body.content)?)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE messages SET content_enc = ?, edited_at = ? WHERE id = ?")
-            .bind(
-                self.keys
-                    .seal("messages", "content_enc", &rk, new_content)?,
-            )
+        let new_body = encode_body(
+            &body.id,
+            &body.sender,
+            body.reply_to.as_ref(),
+            body.media.as_ref(),
+            new_content,
+        );
+        sqlx::query("UPDATE messages SET body_enc = ?, edited_at = ? WHERE id = ?")
+            .bind(self.keys.seal("messages", "body_enc", &rk, &new_body)?)
             .bind(at_ms)
             .bind(row)
             .execute(&mut *tx)
@@ -689,12 +771,20 @@ impl ClientStore {
             .bind(row)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE messages SET content_enc = ?, media_enc = NULL, deleted_at = ?, is_starred = 0 WHERE id = ?")
-            .bind(self.keys.seal("messages", "content_enc", &rk, &[])?)
-            .bind(at_ms)
+        let enc: Vec<u8> = sqlx::query_scalar("SELECT body_enc FROM messages WHERE id = ?")
             .bind(row)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
+        let body = decode_body(self.keys.open("messages", "body_enc", &rk, &enc)?)?;
+        let tombstone = encode_body(&body.id, &body.sender, body.reply_to.as_ref(), None, &[]);
+        sqlx::query(
+            "UPDATE messages SET body_enc = ?, deleted_at = ?, is_starred = 0 WHERE id = ?",
+        )
+        .bind(self.keys.seal("messages", "body_enc", &rk, &tombstone)?)
+        .bind(at_ms)
+        .bind(row)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -870,26 +960,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_round_trip_and_rejects_bad_layouts() {
-        let m = NewMessage {
-            id: MessageId([1; 16]),
-            conversation: ConversationId([2; 16]),
-            sender: Address::from_bytes([3; 32]),
-            outgoing: false,
-            timestamp_ms: 0,
-            content_type: 0,
-            content: vec![],
-            reply_to: Some(MessageId([4; 16])),
-            media: None,
-            status: MessageStatus::Sent,
-        };
-        let h = encode_header(&m);
-        assert_eq!(decode_header(&h).unwrap(), (m.id, m.sender, m.reply_to));
-        let mut bad = h.clone();
-        bad[48] = 0;
-        assert!(decode_header(&bad).is_err());
-        assert!(decode_header(&h[..40]).is_err());
-        assert!(decode_header(&[]).is_err());
+    fn body_round_trip_and_rejects_bad_layouts() {
+        let (id, sender) = (MessageId([1; 16]), Address::from_bytes([3; 32]));
+        let r = Some(MessageId([4; 16]));
+        let m = Some(MediaId([5; 16]));
+        for (reply, media) in [(None, None), (r, None), (None, m), (r, m)] {
+            let b = encode_body(&id, &sender, reply.as_ref(), media.as_ref(), b"hi");
+            let want = Body {
+                id,
+                sender,
+                reply_to: reply,
+                media,
+                content: b"hi".to_vec(),
+            };
+            assert_eq!(decode_body(b).unwrap(), want);
+        }
+        let mut bad = encode_body(&id, &sender, None, None, b"");
+        bad[48] = 4;
+        assert!(decode_body(bad).is_err());
+        let mut short = encode_body(&id, &sender, None, None, b"");
+        short[48] = FLAG_REPLY; // claims a reply-to id that is not there
+        assert!(decode_body(short).is_err());
+        assert!(decode_body(vec![0; 10]).is_err());
     }
 
     #[test]

@@ -44,6 +44,8 @@ fn options(path: &Path) -> SqliteConnectOptions {
         // not only a process kill (NORMAL would survive kill -9 but not power loss).
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
+        .pragma("cache_size", "-65536")
+        .pragma("mmap_size", "268435456")
 }
 
 impl SqliteMailbox {

@@ -352,6 +352,8 @@ async fn apply_ops<S: Sink>(
     // (mailbox, id) -> index of the first put of it in this batch.
     let mut first_put: HashMap<(MailboxId, MessageId), usize> = HashMap::new();
     let mut repeats: Vec<(usize, usize)> = Vec::new();
+    let mut pending_keys: std::collections::HashSet<(MailboxId, MessageId)> =
+        std::collections::HashSet::new();
 
     for (i, op) in ops.iter().enumerate() {
         match op {
@@ -383,9 +385,23 @@ async fn apply_ops<S: Sink>(
                 }
                 bump(ov, mailbox, 1, size_i64(payload.len()), true);
                 pending.push(i);
+                pending_keys.insert((*mailbox, *id));
             }
             other => {
-                flush(sink, usage, ov, ops, &mut pending, &mut slots, limits).await?;
+                // Puts and acks of different messages commute, so pending puts keep
+                // accumulating into one multi-row insert unless this op could observe them:
+                // an ack naming a pending (mailbox, id), or an expiry.
+                let must_flush = match other {
+                    Op::Ack { mailbox, ids } => {
+                        ids.iter().any(|id| pending_keys.contains(&(*mailbox, *id)))
+                    }
+                    Op::Expire { .. } => true,
+                    Op::Transit { .. } | Op::Put { .. } => false,
+                };
+                if must_flush {
+                    flush(sink, usage, ov, ops, &mut pending, &mut slots, limits).await?;
+                    pending_keys.clear();
+                }
                 slots[i] = Some(Ok(match other {
                     Op::Ack { mailbox, ids } => {
                         let sizes = sink.delete_ids(mailbox, ids).await?;
