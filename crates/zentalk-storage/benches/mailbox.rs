@@ -248,7 +248,7 @@ fn bench(c: &mut Criterion) {
         });
     }
     drop(pg);
-    let _ = rt.block_on(async { Arc::try_unwrap(sqlite).ok().unwrap().close().await });
+    rt.block_on(async { Arc::try_unwrap(sqlite).ok().unwrap().close().await });
 }
 
 criterion_group!(benches, bench);
