@@ -326,20 +326,24 @@ impl Sim {
         self.flush(i);
     }
 
-    /// Adds a node and bootstraps it from a random live honest node (churn). Returns its
-    /// index.
+    /// Adds a node and bootstraps it from a random live honest node (churn), trying up to
+    /// three seeds while its routing table stays empty (as a client retries a lost
+    /// bootstrap). Returns its index.
     pub fn add_node(&mut self) -> Result<usize, SimError> {
         let i = self.create_node()?;
         let live: Vec<usize> = (0..i)
             .filter(|&j| self.is_alive(j) && self.behavior(j) == Some(Behavior::Honest))
             .collect();
-        if !live.is_empty() {
+        for _ in 0..3 {
+            if live.is_empty() || self.node(i).is_some_and(|n| !n.routing_table().is_empty()) {
+                break;
+            }
             let k = self.random_index(live.len());
             if let Some(&seed) = live.get(k) {
                 self.join(i, seed);
             }
+            self.run_until_idle();
         }
-        self.run_until_idle();
         Ok(i)
     }
 

@@ -68,7 +68,7 @@ fn scenario(
     for j in 0..lookups {
         let key = keys[j % keys.len()];
         let from = honest_alive(&mut sim);
-        let (rec, stats) = sim.find_value_stats(from, key).unwrap();
+        let (rec, stats) = sim.find_value_stats(from, key).unwrap_or_default();
         out.value_total += 1;
         if rec.is_some_and(|r| r.key == key) {
             out.value_ok += 1;
@@ -80,7 +80,8 @@ fn scenario(
         if from == target_idx {
             continue;
         }
-        let (contacts, _) = sim.find_node(from, target).unwrap();
+        // A node whose whole table died has no peers: a failed lookup.
+        let contacts = sim.find_node(from, target).map(|r| r.0).unwrap_or_default();
         out.node_total += 1;
         if contacts.first().is_some_and(|c| c.id == target) {
             out.node_ok += 1;
@@ -92,11 +93,11 @@ fn scenario(
 #[test]
 fn static_network_every_lookup_succeeds() {
     let cfg = SimConfig {
-        nodes: 250,
+        nodes: 200,
         seed: 101,
         ..SimConfig::default()
     };
-    let o = scenario(cfg, 10, 40, |_| {});
+    let o = scenario(cfg, 10, 30, |_| {});
     assert_eq!(o.value_ok, o.value_total, "seed 101");
     assert_eq!(o.node_ok, o.node_total, "seed 101");
     let mut h = o.hops.clone();
@@ -111,11 +112,11 @@ fn static_network_every_lookup_succeeds() {
 #[test]
 fn twenty_percent_dead_nodes() {
     let cfg = SimConfig {
-        nodes: 250,
+        nodes: 200,
         seed: 202,
         ..SimConfig::default()
     };
-    let o = scenario(cfg, 10, 40, |sim| {
+    let o = scenario(cfg, 10, 30, |sim| {
         let n = sim.len();
         let mut killed = 0;
         while killed < n / 5 {
@@ -160,12 +161,12 @@ fn twenty_percent_malicious_with_disjoint_paths() {
         ..Config::default()
     };
     let cfg = SimConfig {
-        nodes: 200,
+        nodes: 150,
         seed: 303,
         node,
         ..SimConfig::default()
     };
-    let o = scenario(cfg, 10, 30, |sim| {
+    let o = scenario(cfg, 8, 25, |sim| {
         make_malicious(sim, Behavior::WrongContacts)
     });
     assert!(
@@ -185,11 +186,11 @@ fn twenty_percent_malicious_with_disjoint_paths() {
 #[test]
 fn request_droppers_are_routed_around() {
     let cfg = SimConfig {
-        nodes: 150,
+        nodes: 120,
         seed: 404,
         ..SimConfig::default()
     };
-    let o = scenario(cfg, 5, 30, |sim| {
+    let o = scenario(cfg, 5, 20, |sim| {
         make_malicious(sim, Behavior::DropRequests)
     });
     assert!(
@@ -203,18 +204,18 @@ fn request_droppers_are_routed_around() {
 #[test]
 fn loss_and_churn() {
     let cfg = SimConfig {
-        nodes: 150,
+        nodes: 120,
         seed: 505,
         loss: 0.05,
         ..SimConfig::default()
     };
-    let o = scenario(cfg, 5, 30, |sim| {
-        // A quarter of the nodes leave, 40 new ones join.
-        for _ in 0..40 {
+    let o = scenario(cfg, 5, 20, |sim| {
+        // A quarter of the nodes leave, 30 new ones join.
+        for _ in 0..30 {
             let i = 1 + sim.random_index(sim.len() - 1);
             sim.kill(i);
         }
-        for _ in 0..40 {
+        for _ in 0..30 {
             sim.add_node().unwrap();
         }
     });
