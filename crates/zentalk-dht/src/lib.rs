@@ -95,3 +95,8 @@ pub fn fuzz_message(data: &[u8]) -> bool {
     }
     true
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
