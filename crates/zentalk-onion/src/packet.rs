@@ -241,8 +241,9 @@ impl<K: HopKem> OnionPacket<K> {
     /// The fixed packet length of this scheme.
     pub const LEN: usize = Layout::of::<K>().packet_len;
 
-    /// Checks the length and version byte and copies the bytes.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, OnionError> {
+    /// Checks the length and version byte of a packet of scheme `K` and copies the bytes
+    /// (see [`OnionPacket::from_bytes`] for X25519).
+    pub fn parse(bytes: &[u8]) -> Result<Self, OnionError> {
         check_packet::<K>(bytes)?;
         Ok(Self::from_checked(bytes.into()))
     }
@@ -273,6 +274,13 @@ impl<K: HopKem> OnionPacket<K> {
     /// The key epoch named in the cleartext header.
     pub fn epoch(&self) -> u32 {
         read_epoch(&self.bytes)
+    }
+}
+
+impl OnionPacket<X25519Kem> {
+    /// Checks the length ([`crate::PACKET_LEN`]) and version byte and copies the bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, OnionError> {
+        Self::parse(bytes)
     }
 }
 

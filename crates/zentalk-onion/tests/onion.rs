@@ -391,10 +391,7 @@ fn malformed_input_of_every_length_is_a_typed_error() {
                 }
             );
         }
-        assert!(
-            OnionPacket::<zentalk_onion::X25519Kem>::from_bytes(&bytes).is_ok()
-                == (len == PACKET_LEN)
-        );
+        assert!(OnionPacket::from_bytes(&bytes).is_ok() == (len == PACKET_LEN));
     }
     // Random full-length packets, and low-order ephemeral keys.
     for _ in 0..200 {
@@ -785,4 +782,41 @@ fn prepared_hops_build_the_same_bytes_as_plain_hops() {
         OnionError::InvalidRelayKey { node: bad.node }
     );
     assert!(!format!("{:?}", PreparedHop::prepare(&net.directory[1]).unwrap()).is_empty());
+}
+
+// ---------------------------------------------------------------- properties
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..3000), epoch in any::<u32>()) {
+            let mut relay = OnionRelay::new(4);
+            relay.insert_epoch_key(epoch, X25519Secret::from_bytes(&[7; 32])).unwrap();
+            prop_assert!(relay.process(&bytes, epoch).is_err());
+            let _ = Surb::from_bytes(&bytes);
+            let _ = ReplyPayload::from_bytes(&bytes);
+            let _ = OnionPacket::from_bytes(&bytes);
+        }
+
+        #[test]
+        fn any_message_round_trips(len in 0..=MAX_MESSAGE_LEN, hops in 1..=MAX_HOPS, seed in any::<u64>()) {
+            let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(seed);
+            let mut net = Net::new(&mut rng, hops, 4);
+            let route = net.route(&(0..hops).collect::<Vec<_>>());
+            let mut msg = vec![0u8; len];
+            rand_core::RngCore::fill_bytes(&mut rng, &mut msg);
+            let out = build_packet(&mut rng, &route, MAILBOX, &msg).unwrap();
+            let (seen, end) = net.run(out.first_hop, out.packet.into_bytes());
+            prop_assert!(seen.iter().all(|(_, b)| b.len() == PACKET_LEN));
+            match end {
+                Ok(Processed::Deliver { message, .. }) => prop_assert_eq!(message, msg),
+                other => prop_assert!(false, "unexpected {:?}", other),
+            }
+        }
+    }
 }
