@@ -72,12 +72,13 @@ fn onion_process_corpus() {
 
 #[test]
 fn onion_surb_corpus() {
-    let mut parsed = 0;
+    let mut parsed = Vec::new();
     for (name, data) in corpus("onion_surb") {
         if let Ok(surb) = Surb::from_bytes(&data) {
             assert_eq!(surb.to_bytes(), data, "{name}");
             assert!(surb.into_reply(b"fuzz").is_ok());
-            parsed += 1;
+            assert_eq!((data.len(), data[0], data[65]), (543, 1, 1), "{name}");
+            parsed.push(name.clone());
         }
         match ReplyPayload::from_bytes(&data) {
             Ok(payload) => {
@@ -94,5 +95,7 @@ fn onion_surb_corpus() {
             Err(_) => assert_ne!(data.len(), PAYLOAD_LEN, "{name}"),
         }
     }
-    assert_eq!(parsed, 1, "only the known-answer block parses");
+    // Any 543 bytes with the version byte at offsets 0 and 65 parse (the recipient cannot
+    // check more); the known-answer block must be among them.
+    assert!(parsed.iter().any(|n| n == "kat_surb"), "{parsed:?}");
 }
