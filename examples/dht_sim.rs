@@ -95,8 +95,9 @@ fn main() {
         "dht_sim: nodes={} seed={} lookups={} records={} dead={} malicious={} ({:?}) paths={} alpha={} loss={}",
         a.nodes, a.seed, a.lookups, a.records, a.dead, a.malicious, a.behavior, a.paths, a.alpha, a.loss
     );
+    // Bootstrap on one path (cheap); lookups then use `--paths`.
     let node = Config {
-        disjoint_paths: a.paths,
+        disjoint_paths: 1,
         alpha: a.alpha,
         republish_interval_ms: 0,
         max_queries: 64,
@@ -121,6 +122,8 @@ fn main() {
         sim.stats().sent,
         table as f64 / sim.len() as f64
     );
+
+    sim.set_disjoint_paths(a.paths).expect("paths >= 1");
 
     // Publish relay descriptors.
     let mut keys = Vec::new();

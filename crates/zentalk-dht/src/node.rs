@@ -362,6 +362,16 @@ impl Node {
         &self.config
     }
 
+    /// Sets the number of disjoint lookup paths for lookups started from now on (e.g. turn
+    /// S/Kademlia on after a cheap single-path bootstrap).
+    pub fn set_disjoint_paths(&mut self, d: usize) -> Result<(), DhtError> {
+        if d == 0 {
+            return Err(DhtError::Config("disjoint_paths must be >= 1"));
+        }
+        self.config.disjoint_paths = d;
+        Ok(())
+    }
+
     /// Requests in flight.
     pub fn pending_requests(&self) -> usize {
         self.pending.len()

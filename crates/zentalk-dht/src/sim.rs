@@ -265,6 +265,15 @@ impl Sim {
         }
     }
 
+    /// Sets the disjoint lookup paths of every node (for lookups started from now on).
+    pub fn set_disjoint_paths(&mut self, d: usize) -> Result<(), SimError> {
+        for n in &mut self.nodes {
+            n.node.set_disjoint_paths(d)?;
+        }
+        self.cfg.node.disjoint_paths = d;
+        Ok(())
+    }
+
     /// Sets node `i`'s behaviour.
     pub fn set_behavior(&mut self, i: usize, b: Behavior) {
         if let Some(n) = self.nodes.get_mut(i) {
