@@ -8,11 +8,13 @@ use zentalk_ratchet::{Message, PrekeyBundle, PrekeyMessage, RatchetMessage, Sess
 
 const SESSION: &[u8] = include_bytes!("fixtures/session.v1.pickle");
 const MESSAGES: &[u8] = include_bytes!("fixtures/messages.v1.bin");
+const SESSION_HE: &[u8] = include_bytes!("fixtures/session_he.v1.pickle");
+const MESSAGES_HE: &[u8] = include_bytes!("fixtures/messages_he.v1.bin");
 const KEY: [u8; 32] = *b"zentalk-ratchet pickle fixture!!";
 
-fn messages() -> Vec<&'static [u8]> {
+fn split(all: &'static [u8]) -> Vec<&'static [u8]> {
     let mut out = Vec::new();
-    let mut rest = MESSAGES;
+    let mut rest = all;
     while rest.len() >= 4 {
         let n = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
         out.push(&rest[4..4 + n]);
@@ -21,21 +23,15 @@ fn messages() -> Vec<&'static [u8]> {
     out
 }
 
-fn harness(data: &[u8]) {
-    let _ = PrekeyBundle::from_bytes(data);
-    let _ = PrekeyMessage::from_bytes(data);
-    let _ = RatchetMessage::from_bytes(data);
-    let _ = GroupMessage::from_bytes(data);
-    let _ = SenderKeyDistribution::from_bytes(data);
-    let mut session = Session::from_pickle(SESSION, &KEY).unwrap();
-    let genuine: [(&[u8], &[u8]); 2] = [
-        (messages()[1], b"skipped"),
-        (messages()[2], b"the next message"),
-    ];
+/// Feeds `data` to a live session restored from `pickle`; then the genuine messages it waits
+/// for must still decrypt (except one the input itself was, if it was genuine).
+fn harness_on(pickle: &[u8], genuine: [(&[u8], &[u8]); 2], data: &[u8]) {
+    let mut session = Session::from_pickle(pickle, &KEY).expect("fixture loads");
     let mut consumed = None;
     if let Ok(message) = Message::from_bytes(data)
         && let Ok(plaintext) = session.decrypt(&message)
     {
+        // Only a genuine message can decrypt.
         consumed = Some(
             genuine
                 .iter()
@@ -45,10 +41,33 @@ fn harness(data: &[u8]) {
     }
     for (i, (bytes, plaintext)) in genuine.iter().enumerate() {
         if consumed != Some(i) {
-            let m = Message::from_bytes(bytes).unwrap();
-            assert_eq!(session.decrypt(&m).unwrap(), *plaintext);
+            let m = Message::from_bytes(bytes).expect("genuine message parses");
+            assert_eq!(
+                session.decrypt(&m).expect("session still works"),
+                *plaintext
+            );
         }
     }
+}
+
+fn harness(data: &[u8]) {
+    let _ = PrekeyBundle::from_bytes(data);
+    let _ = PrekeyMessage::from_bytes(data);
+    let _ = RatchetMessage::from_bytes(data);
+    let _ = GroupMessage::from_bytes(data);
+    let _ = SenderKeyDistribution::from_bytes(data);
+    let plain = split(MESSAGES);
+    harness_on(
+        SESSION,
+        [(plain[1], b"skipped"), (plain[2], b"the next message")],
+        data,
+    );
+    let he = split(MESSAGES_HE);
+    harness_on(
+        SESSION_HE,
+        [(he[0], b"skipped"), (he[1], b"the next message")],
+        data,
+    );
 }
 
 #[test]
@@ -66,7 +85,7 @@ fn corpus_replays() {
 
 #[test]
 fn genuine_messages_and_their_mutations() {
-    for m in messages() {
+    for m in split(MESSAGES).into_iter().chain(split(MESSAGES_HE)) {
         harness(m);
         for len in 0..m.len() {
             harness(&m[..len]);

@@ -177,6 +177,82 @@ fn fixture_material() -> (Vec<u8>, Vec<u8>, [Vec<u8>; 3]) {
     )
 }
 
+/// The header-encrypted (ChaCha20-Poly1305) counterpart: the responder's session pickle, a
+/// message it skipped (from an earlier chain) and the next message.
+fn fixture_material_he() -> (Vec<u8>, [Vec<u8>; 2]) {
+    let mut rng = ChaCha20Rng::seed_from_u64(0x6865_6164_6572);
+    let alice = Account::new(&mut rng);
+    let mut bob = Account::new(&mut rng);
+    let config = SessionConfig {
+        suite: zentalk_ratchet::AeadSuite::ChaCha20Poly1305,
+        header_encryption: true,
+    };
+    let mut a = alice
+        .create_outbound_session(&mut rng, &bob.prekey_bundle(), config)
+        .unwrap();
+    let Message::Prekey(p) = a.encrypt(&mut rng, b"first").unwrap() else {
+        panic!()
+    };
+    let (mut b, _) = bob.create_inbound_session(&p).unwrap();
+    let r = b.encrypt(&mut rng, b"reply").unwrap();
+    a.decrypt(&r).unwrap();
+    let skipped = a.encrypt(&mut rng, b"skipped").unwrap();
+    let m = a.encrypt(&mut rng, b"third").unwrap();
+    b.decrypt(&m).unwrap();
+    let r = b.encrypt(&mut rng, b"reply 2").unwrap();
+    a.decrypt(&r).unwrap();
+    let next = a.encrypt(&mut rng, b"the next message").unwrap();
+    (
+        b.pickle(&mut rng, &FIXTURE_KEY),
+        [skipped.to_bytes(), next.to_bytes()],
+    )
+}
+
+fn length_prefixed(messages: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for m in messages {
+        out.extend_from_slice(&(m.len() as u32).to_be_bytes());
+        out.extend_from_slice(m);
+    }
+    out
+}
+
+fn split_length_prefixed(mut rest: &[u8]) -> Vec<&[u8]> {
+    let mut parts = Vec::new();
+    while !rest.is_empty() {
+        let n = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        parts.push(&rest[4..4 + n]);
+        rest = &rest[4 + n..];
+    }
+    parts
+}
+
+#[test]
+fn v1_header_encrypted_session_fixture_still_loads() {
+    let dir = fixtures();
+    if std::env::var_os("ZENTALK_WRITE_FIXTURES").is_some() {
+        let (session, messages) = fixture_material_he();
+        std::fs::write(dir.join("session_he.v1.pickle"), session).unwrap();
+        std::fs::write(dir.join("messages_he.v1.bin"), length_prefixed(&messages)).unwrap();
+    }
+    let session = std::fs::read(dir.join("session_he.v1.pickle")).unwrap();
+    let messages = std::fs::read(dir.join("messages_he.v1.bin")).unwrap();
+    let parts = split_length_prefixed(&messages);
+    assert_eq!(parts.len(), 2);
+    assert_eq!(session[0], 1, "fixture must stay a v1 pickle");
+    let mut b = Session::from_pickle(&session, &FIXTURE_KEY).unwrap();
+    assert!(b.config().header_encryption);
+    assert_eq!(b.skipped_key_count(), 1);
+    assert_eq!(
+        b.decrypt(&Message::from_bytes(parts[1]).unwrap()).unwrap(),
+        b"the next message"
+    );
+    assert_eq!(
+        b.decrypt(&Message::from_bytes(parts[0]).unwrap()).unwrap(),
+        b"skipped"
+    );
+}
+
 /// Regenerate with `ZENTALK_WRITE_FIXTURES=1 cargo test -p zentalk-ratchet --test pickle`
 /// only when a NEW format version is added (as `*.v2.*`); v1 files are never rewritten.
 #[test]
