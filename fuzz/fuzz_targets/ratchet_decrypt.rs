@@ -13,8 +13,10 @@ const SESSION: &[u8] =
     include_bytes!("../../crates/zentalk-ratchet/tests/fixtures/session.v1.pickle");
 const MESSAGES: &[u8] =
     include_bytes!("../../crates/zentalk-ratchet/tests/fixtures/messages.v1.bin");
-const SESSION_HE: &[u8] = include_bytes!("../../crates/zentalk-ratchet/tests/fixtures/session_he.v1.pickle");
-const MESSAGES_HE: &[u8] = include_bytes!("../../crates/zentalk-ratchet/tests/fixtures/messages_he.v1.bin");
+const SESSION_HE: &[u8] =
+    include_bytes!("../../crates/zentalk-ratchet/tests/fixtures/session_he.v1.pickle");
+const MESSAGES_HE: &[u8] =
+    include_bytes!("../../crates/zentalk-ratchet/tests/fixtures/messages_he.v1.bin");
 const KEY: [u8; 32] = *b"zentalk-ratchet pickle fixture!!";
 
 /// The fixture's messages: initial, skipped, next (each u32 BE length-prefixed).
@@ -48,7 +50,10 @@ fn harness_on(pickle: &[u8], genuine: [(&[u8], &[u8]); 2], data: &[u8]) {
     for (i, (bytes, plaintext)) in genuine.iter().enumerate() {
         if consumed != Some(i) {
             let m = Message::from_bytes(bytes).expect("genuine message parses");
-            assert_eq!(session.decrypt(&m).expect("session still works"), *plaintext);
+            assert_eq!(
+                session.decrypt(&m).expect("session still works"),
+                *plaintext
+            );
         }
     }
 }

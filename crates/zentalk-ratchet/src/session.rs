@@ -268,6 +268,22 @@ impl Session {
         self.their_identity
     }
 
+    /// The initiator's X3DH ephemeral key (EK_A), which identifies the session's initial
+    /// messages.
+    pub fn base_key(&self) -> X25519PublicKey {
+        self.base_key
+    }
+
+    /// Whether `message` is an initial message of this session (same initiator identity and
+    /// ephemeral key), so the application can route a late or repeated initial message to
+    /// the session it already created instead of to [`crate::Account::create_inbound_session`].
+    pub fn matches_prekey_message(&self, message: &PrekeyMessage) -> bool {
+        self.role == Role::Responder
+            && message.base_key == self.base_key
+            && message.identity_key == self.their_identity
+            && message.suite == self.config.suite
+    }
+
     /// Our current ratchet public key (what the next message's header will carry, unless a
     /// DH step is due).
     pub fn ratchet_public_key(&self) -> X25519PublicKey {
@@ -438,11 +454,7 @@ impl Session {
         match message {
             Message::Normal(m) => self.decrypt_ratchet(m),
             Message::Prekey(m) => {
-                if self.role != Role::Responder
-                    || m.base_key != self.base_key
-                    || m.identity_key.as_bytes()[..] != self.ad[..32]
-                    || m.suite != self.config.suite
-                {
+                if !self.matches_prekey_message(m) {
                     return Err(DecryptError::SessionMismatch);
                 }
                 self.decrypt_ratchet(&m.message)

@@ -280,3 +280,33 @@ fn prekey_message_parsing_is_typed() {
         Err(DecodeError::TooLong { .. })
     ));
 }
+
+#[test]
+fn initial_messages_arriving_out_of_order_reach_one_session() {
+    let mut rng = rng(30);
+    let alice = Account::new(&mut rng);
+    let mut bob = Account::new(&mut rng);
+    bob.generate_one_time_prekeys(&mut rng, 1);
+    let mut a = alice
+        .create_outbound_session(&mut rng, &bob.prekey_bundle(), SessionConfig::default())
+        .unwrap();
+    let Message::Prekey(m1) = a.encrypt(&mut rng, b"one").unwrap() else {
+        panic!()
+    };
+    let Message::Prekey(m2) = a.encrypt(&mut rng, b"two").unwrap() else {
+        panic!()
+    };
+    // The second arrives first and creates the session.
+    let (mut b, pt) = bob.create_inbound_session(&m2).unwrap();
+    assert_eq!(pt, b"two");
+    // The first is routed to it: the account refuses a second session.
+    assert!(b.matches_prekey_message(&m1));
+    assert_eq!(b.base_key(), m1.base_key());
+    assert!(bob.create_inbound_session(&m1).is_err());
+    assert_eq!(b.decrypt(&Message::Prekey(m1.clone())).unwrap(), b"one");
+    assert!(b.decrypt(&Message::Prekey(m1)).is_err());
+    // Another initiator's message does not match.
+    let carol = Account::new(&mut rng);
+    let p = initial(&mut rng, &carol, &bob.prekey_bundle(), b"x");
+    assert!(!b.matches_prekey_message(&p));
+}
