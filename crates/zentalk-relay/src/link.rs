@@ -252,6 +252,9 @@ fn responder_state(
 /// Opens a link as the initiator: runs the XK handshake over `stream` toward the responder
 /// whose static key is `responder`, authenticating as `local`.
 ///
+/// On TCP, set `TCP_NODELAY` on the stream first: otherwise Nagle's algorithm holds the first
+/// frame behind handshake message 3 until the peer's delayed ACK.
+///
 /// The whole handshake must finish within `limits.handshake_timeout`. Randomness (the
 /// ephemeral key) is drawn from `rng` before this function returns its future.
 pub fn connect<S, R: CryptoRngCore>(
