@@ -160,9 +160,9 @@ impl Sink for PgSink {
         &mut self,
         mailbox: &MailboxId,
         ids: &[MessageId],
-    ) -> Result<Vec<u64>, MailboxError> {
+    ) -> Result<(u64, u64), MailboxError> {
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok((0, 0));
         }
         let mut qb: QueryBuilder<Postgres> =
             QueryBuilder::new("DELETE FROM mailbox_messages WHERE mailbox = ");
@@ -173,7 +173,8 @@ impl Sink for PgSink {
         }
         qb.push(") RETURNING size");
         let sizes: Vec<i64> = qb.build_query_scalar().fetch_all(&mut self.conn).await?;
-        Ok(sizes.into_iter().map(to_u64).collect())
+        let n = u64::try_from(sizes.len()).unwrap_or(u64::MAX);
+        Ok((n, sizes.into_iter().map(to_u64).sum()))
     }
 
     async fn delete_expired(&mut self, now_ms: i64) -> Result<Vec<(MailboxId, u64)>, MailboxError> {

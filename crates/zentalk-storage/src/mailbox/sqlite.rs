@@ -72,12 +72,18 @@ impl SqliteMailbox {
             sqlx::query_as("SELECT count(*), coalesce(sum(size), 0) FROM mailbox_messages")
                 .fetch_one(&mut conn)
                 .await?;
+        let next_seq: i64 = sqlx::query_scalar(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'mailbox_messages'), 0), \
+             coalesce((SELECT max(seq) FROM mailbox_messages), 0)) + 1",
+        )
+        .fetch_one(&mut conn)
+        .await?;
         let read = SqlitePoolOptions::new()
             .max_connections(READERS)
             .connect_with(options(path))
             .await?;
         let (writer, task) = writer::spawn(
-            SqliteSink { conn },
+            SqliteSink { conn, next_seq },
             limits,
             (to_u64(n), to_u64(bytes)),
             WRITE_QUEUE_CAPACITY,
@@ -105,6 +111,9 @@ impl SqliteMailbox {
 
 struct SqliteSink {
     conn: SqliteConnection,
+    /// Next arrival sequence number (the writer assigns them; AUTOINCREMENT semantics kept:
+    /// never below anything used before, so a deleted seq is never reused).
+    next_seq: i64,
 }
 
 impl Sink for SqliteSink {
@@ -149,28 +158,49 @@ impl Sink for SqliteSink {
         &mut self,
         rows: &[NewRow<'_>],
     ) -> Result<Vec<(MailboxId, MessageId, u64)>, MailboxError> {
-        let mut out = Vec::with_capacity(rows.len());
+        // Which (mailbox, id) pairs are queued already? Usually none: this returns no rows,
+        // where `RETURNING` on the insert would stream every inserted row back through the
+        // driver's channel.
+        let mut existing = std::collections::HashSet::new();
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO mailbox_messages (mailbox, message_id, payload, size, received_at, expires_at) ",
+                "SELECT mailbox, message_id FROM mailbox_messages WHERE (mailbox, message_id) IN (",
             );
             qb.push_values(chunk, |mut b, r| {
-                b.push_bind(&r.mailbox.0[..])
+                b.push_bind(&r.mailbox.0[..]).push_bind(&r.id.0[..]);
+            });
+            qb.push(")");
+            for row in qb.build().fetch_all(&mut self.conn).await? {
+                let mb: Vec<u8> = row.try_get(0)?;
+                let id: Vec<u8> = row.try_get(1)?;
+                existing.insert((mailbox_id(&mb)?, message_id(&id)?));
+            }
+        }
+        // The writer is the only inserter: it assigns arrival sequence numbers itself.
+        let mut out = Vec::with_capacity(rows.len());
+        let mut fresh = Vec::with_capacity(rows.len());
+        for r in rows {
+            if existing.insert((*r.mailbox, *r.id)) {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                out.push((*r.mailbox, *r.id, to_u64(seq)));
+                fresh.push((seq, r));
+            }
+        }
+        for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO mailbox_messages (seq, mailbox, message_id, payload, size, received_at, expires_at) ",
+            );
+            qb.push_values(chunk, |mut b, (seq, r)| {
+                b.push_bind(*seq)
+                    .push_bind(&r.mailbox.0[..])
                     .push_bind(&r.id.0[..])
                     .push_bind(r.payload)
                     .push_bind(i64::try_from(r.payload.len()).unwrap_or(i64::MAX))
                     .push_bind(r.received_at)
                     .push_bind(r.expires_at);
             });
-            qb.push(
-                " ON CONFLICT (mailbox, message_id) DO NOTHING RETURNING mailbox, message_id, seq",
-            );
-            let got = qb.build().fetch_all(&mut self.conn).await?;
-            for row in got {
-                let mb: Vec<u8> = row.try_get(0)?;
-                let id: Vec<u8> = row.try_get(1)?;
-                out.push((mailbox_id(&mb)?, message_id(&id)?, to_u64(row.try_get(2)?)));
-            }
+            qb.build().execute(&mut self.conn).await?;
         }
         Ok(out)
     }
@@ -179,20 +209,31 @@ impl Sink for SqliteSink {
         &mut self,
         mailbox: &MailboxId,
         ids: &[MessageId],
-    ) -> Result<Vec<u64>, MailboxError> {
+    ) -> Result<(u64, u64), MailboxError> {
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok((0, 0));
         }
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new("DELETE FROM mailbox_messages WHERE mailbox = ");
-        qb.push_bind(&mailbox.0[..]).push(" AND message_id IN (");
-        let mut sep = qb.separated(", ");
-        for id in ids {
-            sep.push_bind(&id.0[..]);
+        // Count and size first (one row back), then delete (none back).
+        let build = |head: &str| {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(head);
+            qb.push_bind(&mailbox.0[..]).push(" AND message_id IN (");
+            let mut sep = qb.separated(", ");
+            for id in ids {
+                sep.push_bind(&id.0[..]);
+            }
+            qb.push(")");
+            qb
+        };
+        let mut count =
+            build("SELECT count(*), coalesce(sum(size), 0) FROM mailbox_messages WHERE mailbox = ");
+        let (n, bytes): (i64, i64) = count.build_query_as().fetch_one(&mut self.conn).await?;
+        if n > 0 {
+            build("DELETE FROM mailbox_messages WHERE mailbox = ")
+                .build()
+                .execute(&mut self.conn)
+                .await?;
         }
-        qb.push(") RETURNING size");
-        let sizes: Vec<i64> = qb.build_query_scalar().fetch_all(&mut self.conn).await?;
-        Ok(sizes.into_iter().map(to_u64).collect())
+        Ok((to_u64(n), to_u64(bytes)))
     }
 
     async fn delete_expired(&mut self, now_ms: i64) -> Result<Vec<(MailboxId, u64)>, MailboxError> {

@@ -78,12 +78,12 @@ pub(crate) trait Sink: Send + 'static {
         &mut self,
         rows: &[NewRow<'_>],
     ) -> impl Future<Output = Result<Vec<(MailboxId, MessageId, u64)>, MailboxError>> + Send;
-    /// Deletes named messages; returns the sizes of those deleted.
+    /// Deletes named messages; returns how many were deleted and their total size.
     fn delete_ids(
         &mut self,
         mailbox: &MailboxId,
         ids: &[MessageId],
-    ) -> impl Future<Output = Result<Vec<u64>, MailboxError>> + Send;
+    ) -> impl Future<Output = Result<(u64, u64), MailboxError>> + Send;
     /// Deletes up to `EXPIRE_CHUNK` expired messages; returns (mailbox, size) of each.
     fn delete_expired(
         &mut self,
@@ -404,11 +404,10 @@ async fn apply_ops<S: Sink>(
                 }
                 slots[i] = Some(Ok(match other {
                     Op::Ack { mailbox, ids } => {
-                        let sizes = sink.delete_ids(mailbox, ids).await?;
+                        let (n, bytes) = sink.delete_ids(mailbox, ids).await?;
                         let track = known(usage, ov, mailbox);
-                        let bytes: u64 = sizes.iter().sum();
-                        bump(ov, mailbox, -size_i64(sizes.len()), -to_i64(bytes), track);
-                        OpResult::Acked(u64::try_from(sizes.len()).unwrap_or(u64::MAX))
+                        bump(ov, mailbox, -to_i64(n), -to_i64(bytes), track);
+                        OpResult::Acked(n)
                     }
                     Op::Expire { now_ms } => {
                         let now = to_i64(*now_ms);
