@@ -22,10 +22,11 @@ DB=zentalk_test
 log() { echo "pg-test-server: $*" >&2; }
 
 as_user() {
+    # From /, so the server user never needs access to the caller's working directory.
     if [ "$(id -u)" = 0 ]; then
-        runuser -u "$PGUSER_SYS" -- "$@"
+        (cd / && runuser -u "$PGUSER_SYS" -- "$@")
     else
-        "$@"
+        (cd / && "$@")
     fi
 }
 

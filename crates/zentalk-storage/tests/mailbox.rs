@@ -615,5 +615,20 @@ async fn sqlite_data_survives_reopen_and_usage_reloads() {
             .payload,
         b"a"
     );
+    // Ack everything, reopen: a new message gets a sequence number never used before.
+    let last = m
+        .fetch(&mb(2), Cursor::START, 10, T0)
+        .await
+        .unwrap()
+        .envelopes[0]
+        .seq;
+    assert_eq!(m.ack(&mb(1), &[id(1)]).await.unwrap(), 1);
+    assert_eq!(m.ack(&mb(2), &[id(1)]).await.unwrap(), 1);
+    m.close().await;
+    let m = SqliteMailbox::open(&p, limits).await.unwrap();
+    match m.put(&mb(3), &id(1), b"c", T0).await.unwrap() {
+        PutOutcome::Stored { seq } => assert!(seq > last, "seq {seq} reused (last {last})"),
+        other => panic!("unexpected {other:?}"),
+    }
     m.close().await;
 }
