@@ -132,6 +132,7 @@ fn main() {
     // Publish relay descriptors.
     let mut keys = Vec::new();
     let mut stored = Vec::new();
+    let mut unpublished = 0;
     for _ in 0..a.records {
         let id = IdentityKeyPair::generate(sim.rng());
         let rec = RelayDescriptor {
@@ -144,7 +145,9 @@ fn main() {
         .unwrap();
         keys.push(rec.key);
         let p = pick(&mut sim);
-        sim.start_publish(p, rec).unwrap();
+        if sim.start_publish(p, rec).is_err() {
+            unpublished += 1;
+        }
     }
     sim.run_until_idle();
     for (_, e) in sim.take_events() {
@@ -152,7 +155,12 @@ fn main() {
             stored.push(s as u32);
         }
     }
-    println!("publish: {} records, median replicas {}", keys.len(), pct(&mut stored, 50));
+    println!(
+        "publish: {} records ({} could not start), median replicas {}",
+        keys.len(),
+        unpublished,
+        pct(&mut stored, 50)
+    );
 
     // Damage.
     let n = sim.len();
@@ -185,13 +193,20 @@ fn main() {
         let batch = (a.lookups - done).min(50);
         for j in 0..batch {
             let key = keys[(done + j) % keys.len()];
+            // A node with an empty routing table cannot start a lookup: a failure.
             let from = pick(&mut sim);
-            sim.start_find_value(from, key).unwrap();
+            if sim.start_find_value(from, key).is_err() {
+                v_tot += 1;
+            }
             let t = pick(&mut sim);
             let target = sim.contact(t).unwrap().id;
             let from = pick(&mut sim);
-            let q = sim.start_find_node(from, target).unwrap();
-            targets.insert((from, q), target);
+            match sim.start_find_node(from, target) {
+                Ok(q) => {
+                    targets.insert((from, q), target);
+                }
+                Err(_) => n_tot += 1,
+            }
         }
         sim.run_until_idle();
         for (i, e) in sim.take_events() {

@@ -308,7 +308,8 @@ impl Sim {
         &mut self.rng
     }
 
-    /// Bootstraps every node from node 0, `join_batch` nodes at a time, and runs until idle.
+    /// Bootstraps every node from node 0, `join_batch` nodes at a time, and runs until idle;
+    /// a node left with an empty table (lost messages) retries twice.
     pub fn bootstrap_all(&mut self) {
         let n = self.nodes.len();
         let batch = self.cfg.join_batch.max(1);
@@ -319,6 +320,19 @@ impl Sim {
                 self.join(j, 0);
             }
             self.run_until_idle();
+            // A node whose bootstrap was lost (message loss) tries again, twice at most.
+            for _ in 0..2 {
+                let lost: Vec<usize> = (i..end)
+                    .filter(|&j| self.node(j).is_some_and(|n| n.routing_table().is_empty()))
+                    .collect();
+                if lost.is_empty() {
+                    break;
+                }
+                for j in lost {
+                    self.join(j, 0);
+                }
+                self.run_until_idle();
+            }
             i = end;
         }
     }
