@@ -160,12 +160,35 @@ fn bootstrap_learns_seed_id_and_wrong_kind_is_refused() {
     assert!(a.routing_table().contains(&NodeId::of(&seed.public_key())));
     let (_, find) = sent_request(&mut a);
     assert_eq!(find.body, Request::FindNode { target: a.id() });
+    // The seed names another node: a lookup candidate, not a routing-table entry.
+    let other = NodeId::from_bytes([0xee; 32]);
+    let listed = zentalk_dht::Contact {
+        id: other,
+        addr: addr(3001),
+    };
     a.handle_datagram(
         NOW,
         addr(3000),
-        &answer(&seed, &find, Response::Nodes { contacts: vec![] }),
+        &answer(
+            &seed,
+            &find,
+            Response::Nodes {
+                contacts: vec![listed],
+            },
+        ),
     )
     .unwrap();
+    assert!(!a.routing_table().contains(&other));
+    let (to, next) = sent_request(&mut a);
+    assert_eq!(
+        (to, next.body.clone()),
+        (addr(3001), Request::FindNode { target: a.id() })
+    );
+    // It never answers: still not in the table after the lookup ends.
+    a.handle_timeout(NOW + 1000);
+    let _retry = sent_request(&mut a);
+    a.handle_timeout(NOW + 2000);
+    assert!(!a.routing_table().contains(&other));
     assert_eq!(
         a.poll_event(),
         Some(Event::Bootstrapped { query: q, peers: 1 })
