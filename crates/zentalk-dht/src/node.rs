@@ -289,8 +289,7 @@ struct Query {
 }
 
 /// One Kademlia node: routing table, record store, running queries. Contains no networking
-/// code and reads no clock.
-#[derive(Debug)]
+/// code and reads no clock. `Debug` shows counts only (no key or RNG state).
 pub struct Node {
     identity: IdentityKeyPair,
     id: NodeId,
@@ -306,6 +305,18 @@ pub struct Node {
     published: HashMap<NodeId, (Record, u64)>,
     next_purge: u64,
     dropped: u64,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .field("routing_table", &self.table.len())
+            .field("records", &self.store.len())
+            .field("pending", &self.pending.len())
+            .field("queries", &self.queries.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Node {

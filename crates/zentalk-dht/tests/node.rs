@@ -301,3 +301,13 @@ fn commands_are_bounded_and_config_checked() {
     assert!(a.handle_datagram(NOW, addr(1), b"not a frame").is_err());
     assert!(a.poll_transmit().is_none());
 }
+
+#[test]
+fn debug_shows_no_secret_or_rng_state() {
+    let (_, a) = node(13);
+    let dbg = format!("{a:?}");
+    let seed_hex: String = [13u8; 32].iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!dbg.contains(&seed_hex), "{dbg}");
+    assert!(!dbg.contains("results"), "{dbg}");
+    assert!(dbg.contains("routing_table"));
+}
