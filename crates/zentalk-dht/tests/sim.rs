@@ -373,3 +373,25 @@ impl FromSeed for rand_chacha::ChaCha20Rng {
         rand_core::SeedableRng::seed_from_u64(s)
     }
 }
+
+#[test]
+fn same_seed_same_run() {
+    let run = |seed| {
+        let cfg = SimConfig {
+            nodes: 60,
+            seed,
+            loss: 0.02,
+            ..SimConfig::default()
+        };
+        let mut sim = Sim::new(cfg).unwrap();
+        sim.bootstrap_all();
+        let (rec_id, rec) = relay_record(&mut sim, 1);
+        let key = rec.key;
+        sim.publish(4, rec).unwrap();
+        let (_, stats) = sim.find_value_stats(50, key).unwrap();
+        let _ = rec_id;
+        (sim.stats(), sim.now(), stats)
+    };
+    assert_eq!(run(42), run(42), "seed 42");
+    assert_ne!(run(42).0, run(43).0);
+}
