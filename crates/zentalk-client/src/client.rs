@@ -126,30 +126,40 @@ pub enum Event {
 }
 
 #[derive(Debug)]
-struct Pending {
-    id: MessageId,
-    payload: Vec<u8>,
-    next_retry_ms: u64,
-    interval_ms: u64,
+pub(crate) struct Pending {
+    pub(crate) id: MessageId,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) next_retry_ms: u64,
+    pub(crate) interval_ms: u64,
 }
 
 #[derive(Debug)]
-struct Contact {
-    identity: IdentityPublicKey,
-    bundle: Option<PrekeyBundle>,
-    session: Option<Session>,
-    send_to: Option<MailboxAddr>,
-    my_mailbox: Option<MailboxKey>,
-    next_send_seq: u64,
-    next_recv_seq: u64,
-    reorder: BTreeMap<u64, Inner>,
-    gap_since_ms: Option<u64>,
-    unacked: BTreeMap<u64, Pending>,
-    pending_controls: VecDeque<Vec<u8>>,
+pub(crate) struct Contact {
+    pub(crate) identity: IdentityPublicKey,
+    pub(crate) bundle: Option<PrekeyBundle>,
+    pub(crate) session: Option<Session>,
+    pub(crate) send_to: Option<MailboxAddr>,
+    pub(crate) my_mailbox: Option<MailboxKey>,
+    pub(crate) next_send_seq: u64,
+    pub(crate) next_recv_seq: u64,
+    pub(crate) reorder: BTreeMap<u64, Inner>,
+    pub(crate) gap_since_ms: Option<u64>,
+    pub(crate) unacked: BTreeMap<u64, Pending>,
+    pub(crate) pending_controls: VecDeque<Vec<u8>>,
+}
+
+/// Borrowed engine state for the snapshot.
+pub(crate) struct Parts<'a> {
+    pub(crate) account: &'a Account,
+    pub(crate) contact_mailbox: &'a MailboxKey,
+    pub(crate) mailbox_relays: &'a [NodeId],
+    pub(crate) contacts: &'a BTreeMap<Address, Contact>,
+    pub(crate) seen: &'a HashMap<[u8; 32], Option<(Address, MessageId)>>,
+    pub(crate) seen_order: &'a VecDeque<[u8; 32]>,
 }
 
 impl Contact {
-    fn new(identity: IdentityPublicKey) -> Self {
+    pub(crate) fn new(identity: IdentityPublicKey) -> Self {
         Self {
             identity,
             bundle: None,
@@ -240,6 +250,25 @@ impl Client {
             seen_order: VecDeque::new(),
             pending_handover: Vec::new(),
         }
+    }
+
+    pub(crate) fn parts(&self) -> Parts<'_> {
+        Parts {
+            account: &self.account,
+            contact_mailbox: &self.contact_mailbox,
+            mailbox_relays: &self.mailbox_relays,
+            contacts: &self.contacts,
+            seen: &self.seen,
+            seen_order: &self.seen_order,
+        }
+    }
+
+    pub(crate) fn insert_contact(&mut self, a: Address, c: Contact) {
+        self.contacts.insert(a, c);
+    }
+
+    pub(crate) fn remember_seen(&mut self, h: [u8; 32], v: Option<(Address, MessageId)>) {
+        self.remember(h, v);
     }
 
     /// The identity public key (what a user shares so others can find the card).

@@ -52,6 +52,7 @@ pub mod directory;
 mod error;
 pub mod mailbox;
 pub mod payload;
+mod persist;
 
 #[cfg(test)]
 mod tests;
@@ -65,3 +66,4 @@ pub use directory::{Directory, ROUTE_LEN, RelayEntry};
 pub use error::ClientError;
 pub use mailbox::{MailboxAddr, MailboxKey};
 pub use payload::{Body, Inner, MAX_TEXT_LEN, MessageId, PAYLOAD_VERSION};
+pub use persist::{PICKLE_KEY_NAME, SNAPSHOT_NAME, SNAPSHOT_VERSION};

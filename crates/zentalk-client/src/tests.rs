@@ -383,3 +383,52 @@ fn mailbox_key_debug_is_redacted() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[tokio::test]
+async fn state_survives_the_encrypted_store() {
+    use zentalk_storage::client::{ClientStore, KdfParams};
+    let mut net = Net::new(9);
+    let mut alice = net.client(1);
+    let mut bob = net.client(2);
+    let b = introduce(&mut net, &mut alice, &mut bob);
+    alice.send_text(&mut net.rng, &b, "before", 0).unwrap();
+    net.settle(&mut alice, &mut bob, 0);
+    assert_eq!(texts(&mut bob).len(), 1);
+    // An unacknowledged message at save time is still retried after the restore.
+    alice.send_text(&mut net.rng, &b, "in flight", 0).unwrap();
+    let in_flight = alice.poll_outgoing().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alice.db");
+    let store = ClientStore::create(&path, b"pw", KdfParams::TEST)
+        .await
+        .unwrap();
+    alice.save(&store, &mut net.rng, 1).await.unwrap();
+    store.close().await;
+    let raw = std::fs::read(&path).unwrap();
+    assert!(!raw.windows(9).any(|w| w == b"in flight"));
+    assert!(ClientStore::open(&path, b"wrong").await.is_err());
+    let store = ClientStore::open(&path, b"pw").await.unwrap();
+    let mut alice2 = Client::load(&store).await.unwrap().unwrap();
+    assert_eq!(alice2.address(), alice.address());
+    assert_eq!(alice2.contacts(), alice.contacts());
+    alice2
+        .handle_timeout(&mut net.rng, crate::RETRY_INITIAL_MS)
+        .unwrap();
+    let retry = alice2.poll_outgoing().unwrap();
+    assert_eq!(retry.payload, in_flight.payload);
+    bob.handle_delivery(&mut net.rng, &retry.dest.mailbox, &retry.payload, 5)
+        .unwrap();
+    alice2.send_text(&mut net.rng, &b, "after", 10).unwrap();
+    net.settle(&mut alice2, &mut bob, 10);
+    let got: Vec<String> = texts(&mut bob).into_iter().map(|(_, t)| t).collect();
+    assert_eq!(got, ["in flight", "after"]);
+    // Snapshots refuse garbage and a wrong pickle key.
+    assert!(matches!(
+        Client::restore(&[1, 2, 3], &[0; 32]),
+        Err(ClientError::Snapshot(_))
+    ));
+    let snap = alice2.snapshot(&mut net.rng, &[1; 32]).unwrap();
+    assert!(Client::restore(&snap, &[2; 32]).is_err());
+    assert!(Client::restore(&snap, &[1; 32]).is_ok());
+}
