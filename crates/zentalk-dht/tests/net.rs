@@ -18,7 +18,7 @@ use zentalk_crypto::IdentityKeyPair;
 use zentalk_dht::message::{Decoded, Request, RequestMsg, Response, StoreStatus, encode_request};
 use zentalk_dht::net::{DhtHandle, NetConfig, spawn};
 use zentalk_dht::{
-    Capabilities, PrekeyLocator, Record, RelayDescriptor, decode_datagram, prekey_period,
+    Capabilities, Config, PrekeyLocator, Record, RelayDescriptor, decode_datagram, prekey_period,
     sign_prekey_bundle,
 };
 
@@ -80,13 +80,18 @@ async fn thirty_nodes_on_loopback() {
     let mut nodes: Vec<(IdentityKeyPair, DhtHandle)> = Vec::new();
     for _ in 0..NODES {
         let id = IdentityKeyPair::generate(&mut rng);
-        let (h, _task) = spawn(
-            id.duplicate(),
-            "127.0.0.1:0".parse().unwrap(),
-            NetConfig::default(),
-        )
-        .await
-        .unwrap();
+        // Value lookups read every holder among the k closest (quorum k), so the highest
+        // sequence number wins even where an older version survives on some node.
+        let config = NetConfig {
+            node: Config {
+                value_quorum: 20,
+                ..Config::default()
+            },
+            ..NetConfig::default()
+        };
+        let (h, _task) = spawn(id.duplicate(), "127.0.0.1:0".parse().unwrap(), config)
+            .await
+            .unwrap();
         nodes.push((id, h));
     }
     let seed_addr = nodes[0].1.local_addr();
@@ -163,9 +168,11 @@ async fn thirty_nodes_on_loopback() {
     let v1 = descriptor(id3, h3.local_addr(), 1);
     let mut stale = 0;
     for c in holders.iter().take(5) {
+        // A holder of version 2 refuses the replay and reports 2. (A node the version-2
+        // publish missed may still hold version 1: readers take the highest sequence.)
         let (status, seq) = raw_store(c.addr, v1.clone(), &mut rng).await;
-        if status == StoreStatus::Stale {
-            assert_eq!(seq, 2);
+        assert_ne!(status, StoreStatus::Invalid);
+        if status == StoreStatus::Stale && seq == 2 {
             stale += 1;
         }
     }
