@@ -194,6 +194,8 @@ enum Purpose {
     },
     Verify,
     EvictCheck,
+    /// A read-repair STORE of the newest version to a holder of an older one.
+    Repair,
 }
 
 #[derive(Debug, Clone)]
@@ -270,6 +272,8 @@ enum Kind {
         key: NodeId,
         best: Option<Record>,
         found: usize,
+        /// Holders that answered with a valid record, and its sequence number (read repair).
+        holders: Vec<(Contact, u64)>,
     },
     Publish {
         record: Record,
@@ -527,7 +531,7 @@ impl Node {
         };
         self.insert_verified(now, contact);
         match p.purpose {
-            Purpose::Verify => {}
+            Purpose::Verify | Purpose::Repair => {}
             Purpose::EvictCheck => self.table.on_evict_ping(&responder, true, now),
             Purpose::Bootstrap { query } => self.bootstrap_ping_done(now, query),
             Purpose::Store { query } => {
@@ -548,7 +552,11 @@ impl Node {
                 self.store_done(now, query, ok);
             }
             Purpose::Query { query, path, depth } => {
-                self.query_response(now, query, path, depth, responder, msg.body);
+                let from = Contact {
+                    id: responder,
+                    addr: from,
+                };
+                self.query_response(now, query, path, depth, from, msg.body);
             }
         }
         Ok(())
@@ -651,7 +659,7 @@ impl Node {
             }
             Purpose::Store { query } => self.store_done(now, query, false),
             Purpose::Bootstrap { query } => self.bootstrap_ping_done(now, query),
-            Purpose::Verify | Purpose::EvictCheck => {}
+            Purpose::Verify | Purpose::EvictCheck | Purpose::Repair => {}
         }
     }
 
@@ -710,6 +718,7 @@ impl Node {
                 key,
                 best: None,
                 found: 0,
+                holders: Vec::new(),
             },
             key,
         )
@@ -790,9 +799,10 @@ impl Node {
         qid: QueryId,
         path: usize,
         depth: u32,
-        responder: NodeId,
+        from: Contact,
         body: Response,
     ) {
+        let responder = from.id;
         let k = self.config.k;
         let quorum = self.config.value_quorum.max(1);
         let local = self.id;
@@ -809,7 +819,15 @@ impl Node {
             return;
         };
         match (&mut q.kind, body) {
-            (Kind::FindValue { key, best, found }, Response::Value { record, closer }) => {
+            (
+                Kind::FindValue {
+                    key,
+                    best,
+                    found,
+                    holders,
+                },
+                Response::Value { record, closer },
+            ) => {
                 match record {
                     Some(r) => {
                         if r.key == *key && r.validate(now).is_ok() {
@@ -820,6 +838,7 @@ impl Node {
                                 q.stats.hops = depth;
                             }
                             *found += 1;
+                            holders.push((from, r.sequence));
                             if best.as_ref().is_none_or(|b| b.sequence < r.sequence) {
                                 *best = Some(r);
                             }
@@ -930,12 +949,30 @@ impl Node {
                     });
                 }
             }
-            Kind::FindValue { key, best, .. } => self.push_event(Event::ValueFound {
-                query: qid,
-                key,
-                record: best,
-                stats: q.stats,
-            }),
+            Kind::FindValue {
+                key, best, holders, ..
+            } => {
+                // Read repair: holders that served an older version get the newest one.
+                if let Some(b) = &best {
+                    for (c, seq) in holders {
+                        if seq < b.sequence {
+                            self.send_request(
+                                now,
+                                c.addr,
+                                Some(c.id),
+                                Request::Store { record: b.clone() },
+                                Purpose::Repair,
+                            );
+                        }
+                    }
+                }
+                self.push_event(Event::ValueFound {
+                    query: qid,
+                    key,
+                    record: best,
+                    stats: q.stats,
+                });
+            }
             Kind::Publish { record, .. } => {
                 let targets: Vec<Contact> =
                     results.into_iter().take(self.config.replication).collect();

@@ -265,6 +265,13 @@ impl Sim {
         }
     }
 
+    /// Brings a killed node back with the state it had (a partition that heals).
+    pub fn revive(&mut self, i: usize) {
+        if let Some(n) = self.nodes.get_mut(i) {
+            n.alive = true;
+        }
+    }
+
     /// Sets the disjoint lookup paths of every node (for lookups started from now on).
     pub fn set_disjoint_paths(&mut self, d: usize) -> Result<(), SimError> {
         for n in &mut self.nodes {

@@ -395,3 +395,65 @@ fn same_seed_same_run() {
     assert_eq!(run(42), run(42), "seed 42");
     assert_ne!(run(42).0, run(43).0);
 }
+
+#[test]
+fn read_repair_updates_holders_of_an_older_version() {
+    let seed = 909;
+    let node = Config {
+        value_quorum: 20,
+        republish_interval_ms: 0,
+        ..Config::default()
+    };
+    let cfg = SimConfig {
+        nodes: 80,
+        seed,
+        node,
+        ..SimConfig::default()
+    };
+    let mut sim = Sim::new(cfg).unwrap();
+    sim.bootstrap_all();
+    let id = IdentityKeyPair::generate(sim.rng());
+    let make = |sim: &Sim, seq| {
+        RelayDescriptor {
+            addrs: vec!["192.0.2.1:1".parse().unwrap()],
+            noise_static_key: [seq as u8; 32],
+            onion_keys: vec![(1, [2u8; 32])],
+            capabilities: Capabilities::MAILBOX,
+        }
+        .sign(&id, seq, sim.now() + 3_600_000)
+        .unwrap()
+    };
+    let v1 = make(&sim, 1);
+    let key = v1.key;
+    sim.publish(2, v1).unwrap();
+    let holders: Vec<usize> = (0..sim.len())
+        .filter(|&i| sim.node(i).unwrap().store().get(&key, sim.now()).is_some())
+        .collect();
+    // Five holders are cut off while version 2 is published, then come back with version 1.
+    let away: Vec<usize> = holders
+        .iter()
+        .copied()
+        .filter(|&i| i != 2)
+        .take(5)
+        .collect();
+    for &i in &away {
+        sim.kill(i);
+    }
+    sim.publish(2, make(&sim, 2)).unwrap();
+    for &i in &away {
+        sim.revive(i);
+        assert_eq!(sim.node(i).unwrap().store().sequence(&key, sim.now()), 1);
+    }
+    // A reader gets version 2, and the holders it saw serving version 1 are repaired.
+    let reader = (0..sim.len())
+        .find(|i| !holders.contains(i) && *i != 2)
+        .unwrap();
+    let found = sim.find_value(reader, key).unwrap().unwrap();
+    assert_eq!(found.sequence, 2, "seed {seed}");
+    sim.run_until_idle();
+    let repaired = away
+        .iter()
+        .filter(|&&i| sim.node(i).unwrap().store().sequence(&key, sim.now()) == 2)
+        .count();
+    assert!(repaired >= 3, "seed {seed}: {repaired} of 5 repaired");
+}
