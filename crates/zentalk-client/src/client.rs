@@ -131,6 +131,8 @@ pub(crate) struct Pending {
     pub(crate) payload: Vec<u8>,
     pub(crate) next_retry_ms: u64,
     pub(crate) interval_ms: u64,
+    /// False while no mailbox of the peer was known when it was queued.
+    pub(crate) sent: bool,
 }
 
 #[derive(Debug)]
@@ -481,6 +483,7 @@ impl Client {
             .get_mut(to)
             .ok_or(ClientError::UnknownContact)?;
         c.next_send_seq += 1;
+        let sent = c.send_to.is_some();
         if let Some(dest) = c.send_to {
             self.outgoing.push_back(Outgoing {
                 dest,
@@ -494,6 +497,7 @@ impl Client {
                 payload,
                 next_retry_ms: now_ms.saturating_add(RETRY_INITIAL_MS),
                 interval_ms: RETRY_INITIAL_MS,
+                sent,
             },
         );
         Ok(id)
@@ -565,6 +569,7 @@ impl Client {
             if let Some(dest) = c.send_to {
                 for p in c.unacked.values_mut() {
                     if p.next_retry_ms <= now_ms {
+                        p.sent = true;
                         self.outgoing.push_back(Outgoing {
                             dest,
                             payload: p.payload.clone(),
@@ -837,7 +842,10 @@ impl Client {
                             payload,
                         });
                     }
-                    for p in c.unacked.values() {
+                    // Messages never sent go now; sent ones are retried there on their
+                    // schedule (their receipts may already be on the way).
+                    for p in c.unacked.values_mut().filter(|p| !p.sent) {
+                        p.sent = true;
                         self.outgoing.push_back(Outgoing {
                             dest: addr,
                             payload: p.payload.clone(),

@@ -26,8 +26,8 @@ pub const SNAPSHOT_NAME: &str = "client/state";
 
 /// A remembered payload hash and, for sequenced messages, (sender address, message id).
 type SeenSnap = ([u8; 32], Option<([u8; 32], [u8; 16])>);
-/// An unacknowledged message: seq, id, payload, next retry, interval.
-type PendingSnap = (u64, [u8; 16], Vec<u8>, u64, u64);
+/// An unacknowledged message: seq, id, payload, next retry, interval, sent.
+type PendingSnap = (u64, [u8; 16], Vec<u8>, u64, u64, bool);
 
 #[derive(Serialize, Deserialize)]
 struct Snap {
@@ -94,7 +94,16 @@ impl Client {
                     unacked: c
                         .unacked
                         .iter()
-                        .map(|(s, p)| (*s, p.id, p.payload.clone(), p.next_retry_ms, p.interval_ms))
+                        .map(|(s, p)| {
+                            (
+                                *s,
+                                p.id,
+                                p.payload.clone(),
+                                p.next_retry_ms,
+                                p.interval_ms,
+                                p.sent,
+                            )
+                        })
                         .collect(),
                     pending_controls: c.pending_controls.iter().cloned().collect(),
                 })
@@ -156,7 +165,7 @@ impl Client {
                 c.reorder.insert(inner.seq, inner);
             }
             c.gap_since_ms = cs.gap_since_ms;
-            for (seq, id, payload, next_retry_ms, interval_ms) in cs.unacked {
+            for (seq, id, payload, next_retry_ms, interval_ms, sent) in cs.unacked {
                 c.unacked.insert(
                     seq,
                     Pending {
@@ -164,6 +173,7 @@ impl Client {
                         payload,
                         next_retry_ms,
                         interval_ms,
+                        sent,
                     },
                 );
             }
