@@ -51,6 +51,7 @@ mod client;
 pub mod directory;
 mod error;
 pub mod mailbox;
+pub mod net;
 pub mod payload;
 mod persist;
 

@@ -1,0 +1,220 @@
+//! The network side: Noise links to relays (zentalk-relay's XK initiator), sending onion
+//! packets to a first hop, and opening an owned mailbox (challenge, auth, batch, push, fetch,
+//! ack) as `docs/network-contract` describes.
+//!
+//! Every link uses a fresh Noise static key, so a relay cannot tell that two links (for
+//! example to two mailboxes of the same user) come from the same client.
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
+use zentalk_crypto::{CryptoRngCore, X25519PublicKey, X25519Secret};
+use zentalk_onion::OutgoingPacket;
+use zentalk_relay::Limits;
+use zentalk_relay::link::{self, Link, LinkError};
+use zentalk_wire::proto::{
+    Error as WireErrorBody, MailboxAck, MailboxAuth, MailboxBatch, MailboxChallenge, MailboxFetch,
+    MailboxItem, MailboxPush,
+};
+use zentalk_wire::{Flags, Frame, MessageId, MessageType, WireError};
+
+use crate::directory::RelayEntry;
+use crate::mailbox::MailboxKey;
+
+/// Errors of the network side.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// TCP failed.
+    #[error("tcp: {0}")]
+    Io(#[from] std::io::Error),
+    /// The Noise link failed.
+    #[error("link: {0}")]
+    Link(#[from] LinkError),
+    /// A frame did not encode or decode.
+    #[error("wire: {0}")]
+    Wire(#[from] WireError),
+    /// The relay answered with an Error frame.
+    #[error("relay refused: code {code}, {detail}")]
+    Refused {
+        /// The wire error code.
+        code: i32,
+        /// The relay's detail text.
+        detail: String,
+    },
+    /// The relay sent a frame that is not legal at this point.
+    #[error("unexpected frame: expected {expected}, found {found:?}")]
+    Unexpected {
+        /// What the protocol expects here.
+        expected: &'static str,
+        /// What arrived.
+        found: MessageType,
+    },
+    /// A challenge field had the wrong length.
+    #[error("malformed challenge")]
+    BadChallenge,
+}
+
+async fn open_link(
+    entry: &RelayEntry,
+    limits: &Limits,
+    rng: &mut impl CryptoRngCore,
+) -> Result<Link<TcpStream>, NetError> {
+    let stream = TcpStream::connect(entry.addr).await?;
+    stream.set_nodelay(true)?;
+    let local = X25519Secret::generate(rng);
+    let remote = X25519PublicKey::from_bytes(entry.noise_key);
+    Ok(link::connect(stream, &local, &remote, limits, rng).await?)
+}
+
+/// Sends `packet` to its first hop `first` over a fresh Noise link, then closes the link.
+pub async fn send_packet(
+    first: &RelayEntry,
+    packet: OutgoingPacket,
+    limits: &Limits,
+    rng: &mut impl CryptoRngCore,
+) -> Result<(), NetError> {
+    let mut link = open_link(first, limits, rng).await?;
+    let frame = Frame::onion_packet(
+        MessageId::random(rng),
+        Flags::EMPTY,
+        Bytes::from(packet.packet.into_bytes()),
+    )?;
+    link.send(&frame).await?;
+    link.shutdown().await?;
+    Ok(())
+}
+
+fn refused(frame: &Frame) -> NetError {
+    match frame.decode_body::<WireErrorBody>() {
+        Ok(e) => NetError::Refused {
+            code: e.code,
+            detail: e.detail,
+        },
+        Err(e) => NetError::Wire(e),
+    }
+}
+
+/// An authenticated link to one owned mailbox.
+#[derive(Debug)]
+pub struct MailboxLink {
+    link: Link<TcpStream>,
+    mailbox: [u8; 32],
+}
+
+/// What a mailbox link brings.
+#[derive(Debug)]
+pub enum Incoming {
+    /// Items answering a fetch (or the first page after authentication).
+    Batch {
+        /// The items, in increasing seq order.
+        items: Vec<MailboxItem>,
+        /// More items remain.
+        more: bool,
+    },
+    /// One newly arrived item.
+    Push(MailboxItem),
+}
+
+impl MailboxLink {
+    /// Opens a link to the relay keeping `key`'s mailbox and authenticates: answers the
+    /// relay's challenge with a signature by the mailbox key. Returns the link and the first
+    /// page of stored items.
+    pub async fn open(
+        relay: &RelayEntry,
+        key: &MailboxKey,
+        limits: &Limits,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(Self, Incoming), NetError> {
+        let mut link = open_link(relay, limits, rng).await?;
+        let frame = link.recv().await?;
+        if frame.message_type() != MessageType::MailboxChallenge {
+            return Err(NetError::Unexpected {
+                expected: "MailboxChallenge",
+                found: frame.message_type(),
+            });
+        }
+        let ch: MailboxChallenge = frame.decode_body()?;
+        let nonce: [u8; 32] = ch
+            .nonce
+            .as_ref()
+            .try_into()
+            .map_err(|_| NetError::BadChallenge)?;
+        let relay_id: [u8; 32] = ch
+            .relay_id
+            .as_ref()
+            .try_into()
+            .map_err(|_| NetError::BadChallenge)?;
+        let sig = key.sign_challenge(&relay_id, &nonce);
+        let mailbox = key.id().to_bytes();
+        let auth = MailboxAuth {
+            mailbox_id: Bytes::copy_from_slice(&mailbox),
+            mailbox_key: Bytes::copy_from_slice(key.public_key().as_bytes()),
+            nonce: Bytes::copy_from_slice(&nonce),
+            signature: Bytes::copy_from_slice(&sig.to_bytes()),
+        };
+        link.send(&Frame::new(MessageId::random(rng), &auth)?)
+            .await?;
+        let mut this = Self { link, mailbox };
+        let first = this.next().await?;
+        Ok((this, first))
+    }
+
+    /// Waits for the next batch or push.
+    pub async fn next(&mut self) -> Result<Incoming, NetError> {
+        let frame = self.link.recv().await?;
+        match frame.message_type() {
+            MessageType::MailboxBatch => {
+                let b: MailboxBatch = frame.decode_body()?;
+                Ok(Incoming::Batch {
+                    items: b.items,
+                    more: b.more,
+                })
+            }
+            MessageType::MailboxPush => {
+                let p: MailboxPush = frame.decode_body()?;
+                p.item.map(Incoming::Push).ok_or(NetError::Unexpected {
+                    expected: "MailboxPush with an item",
+                    found: MessageType::MailboxPush,
+                })
+            }
+            MessageType::Error => Err(refused(&frame)),
+            found => Err(NetError::Unexpected {
+                expected: "MailboxBatch or MailboxPush",
+                found,
+            }),
+        }
+    }
+
+    /// Asks for items after `after_seq`.
+    pub async fn fetch(
+        &mut self,
+        after_seq: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(), NetError> {
+        let f = MailboxFetch {
+            mailbox_id: Bytes::copy_from_slice(&self.mailbox),
+            after_seq,
+            max_items: 0,
+        };
+        self.link
+            .send(&Frame::new(MessageId::random(rng), &f)?)
+            .await?;
+        Ok(())
+    }
+
+    /// Lets the relay delete every item up to `up_to_seq` (call after the items are saved).
+    pub async fn ack(
+        &mut self,
+        up_to_seq: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(), NetError> {
+        let a = MailboxAck {
+            mailbox_id: Bytes::copy_from_slice(&self.mailbox),
+            up_to_seq,
+        };
+        self.link
+            .send(&Frame::new(MessageId::random(rng), &a)?)
+            .await?;
+        Ok(())
+    }
+}
