@@ -54,6 +54,7 @@
 
 mod address;
 pub mod aead;
+pub mod blind;
 pub mod envelope;
 mod error;
 pub mod hash;
@@ -66,6 +67,7 @@ mod x25519;
 
 pub use address::{Address, NodeId};
 pub use aead::{AeadKey, AeadSuite, NONCE_LEN, TAG_LEN};
+pub use blind::{BlindedKeyPair, BlindingFactor};
 pub use envelope::{Envelope, EnvelopeHeader, EnvelopeId, ReplayConfig, ReplayWindow};
 pub use error::CryptoError;
 pub use identity::{IdentityKeyPair, IdentityPublicKey, SIGNATURE_LEN, Signature};

@@ -18,17 +18,13 @@
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
-use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
-use curve25519_dalek::scalar::{Scalar, clamp_integer};
 use prost::Message;
-use sha2::{Digest, Sha512};
 use zentalk_crypto::hash::{blake2b_256, blake2b_256_parts};
 use zentalk_crypto::{
-    AeadKey, AeadSuite, CryptoRngCore, IdentityKeyPair, IdentityPublicKey, NONCE_LEN, NodeId,
-    Signature, TAG_LEN,
+    AeadKey, AeadSuite, BlindingFactor, CryptoRngCore, IdentityKeyPair, IdentityPublicKey,
+    NONCE_LEN, NodeId, Signature, TAG_LEN,
 };
 use zentalk_wire::proto;
-use zeroize::Zeroize;
 
 use crate::error::RecordError;
 
@@ -460,25 +456,15 @@ fn period_end_ms(period: u64) -> Option<u64> {
     period.checked_add(1)?.checked_mul(PREKEY_PERIOD_MS)
 }
 
-fn blind_factor(identity: &[u8; 32], period: u64) -> Scalar {
-    let mut h = Sha512::new();
-    h.update(BLIND_DOMAIN);
-    h.update(identity);
-    h.update(period.to_be_bytes());
-    let wide: [u8; 64] = h.finalize().into();
-    Scalar::from_bytes_mod_order_wide(&wide)
+fn blind_factor(identity: &[u8; 32], period: u64) -> BlindingFactor {
+    BlindingFactor::derive(BLIND_DOMAIN, &[identity, &period.to_be_bytes()])
 }
 
 fn blinded_public(identity: &[u8; 32], period: u64) -> Result<[u8; 32], RecordError> {
-    let a = CompressedEdwardsY(*identity)
-        .decompress()
-        .ok_or(RecordError::BadSignerKey)?;
-    let h = blind_factor(identity, period);
-    let blinded: EdwardsPoint = h * a;
-    if blinded.is_small_order() {
-        return Err(RecordError::BadSignerKey);
-    }
-    Ok(blinded.compress().to_bytes())
+    let key = IdentityPublicKey::from_bytes(identity).map_err(|_| RecordError::BadSignerKey)?;
+    key.blind(&blind_factor(identity, period))
+        .map(|k| k.to_bytes())
+        .map_err(|_| RecordError::BadSignerKey)
 }
 
 fn prekey_index(blinded: &[u8; 32], period: u64) -> [u8; 32] {
@@ -493,44 +479,19 @@ fn prekey_aead_key(identity: &[u8; 32], period: u64) -> AeadKey {
 /// Ed25519 signature by the blinded secret `h·a` (Tor rend-spec-v3 appendix A.2 style): the
 /// nonce prefix is re-derived from the identity prefix and `h` so it never repeats a nonce
 /// of the unblinded key.
-fn blinded_sign(identity: &IdentityKeyPair, period: u64, msg: &[u8]) -> ([u8; 32], [u8; 64]) {
-    let public = identity.public_key().to_bytes();
-    let h = blind_factor(&public, period);
-    let seed = identity.seed();
-    let mut expanded: [u8; 64] = Sha512::digest(seed.as_ref()).into();
-    let mut lower = [0u8; 32];
-    lower.copy_from_slice(&expanded[..32]);
-    let mut a = Scalar::from_bytes_mod_order(clamp_integer(lower));
-    lower.zeroize();
-    let mut blinded_secret = h * a;
-    a.zeroize();
-    let blinded_pub = EdwardsPoint::mul_base(&blinded_secret)
-        .compress()
-        .to_bytes();
-    let mut prefix_h = Sha512::new();
-    prefix_h.update(BLIND_NONCE_DOMAIN);
-    prefix_h.update(&expanded[32..]);
-    prefix_h.update(h.as_bytes());
-    let mut prefix: [u8; 64] = prefix_h.finalize().into();
-    expanded.zeroize();
-    let mut rh = Sha512::new();
-    rh.update(&prefix[..32]);
-    rh.update(msg);
-    prefix.zeroize();
-    let mut r = Scalar::from_bytes_mod_order_wide(&rh.finalize().into());
-    let big_r = EdwardsPoint::mul_base(&r).compress().to_bytes();
-    let mut kh = Sha512::new();
-    kh.update(big_r);
-    kh.update(blinded_pub);
-    kh.update(msg);
-    let k = Scalar::from_bytes_mod_order_wide(&kh.finalize().into());
-    let s = r + k * blinded_secret;
-    r.zeroize();
-    blinded_secret.zeroize();
-    let mut sig = [0u8; 64];
-    sig[..32].copy_from_slice(&big_r);
-    sig[32..].copy_from_slice(s.as_bytes());
-    (blinded_pub, sig)
+fn blinded_sign(
+    identity: &IdentityKeyPair,
+    period: u64,
+    msg: &[u8],
+) -> Result<([u8; 32], [u8; 64]), RecordError> {
+    let factor = blind_factor(&identity.public_key().to_bytes(), period);
+    let blinded = identity
+        .blind(&factor, BLIND_NONCE_DOMAIN)
+        .map_err(|_| RecordError::BadSignerKey)?;
+    Ok((
+        blinded.public_key().to_bytes(),
+        blinded.sign(msg).to_bytes(),
+    ))
 }
 
 /// Where a user's prekey bundle lives in one period, computed from the user's identity public
@@ -637,7 +598,7 @@ pub fn sign_prekey_bundle(
         period,
         &payload,
     );
-    let (signer, signature) = blinded_sign(identity, period, &msg);
+    let (signer, signature) = blinded_sign(identity, period, &msg)?;
     Ok(Record {
         kind,
         key: locator.key,
@@ -768,7 +729,7 @@ mod tests {
     fn blinded_signature_is_standard_ed25519() {
         let mut rng = ChaCha20Rng::seed_from_u64(13);
         let id = IdentityKeyPair::generate(&mut rng);
-        let (pk, sig) = blinded_sign(&id, 5, b"hello");
+        let (pk, sig) = blinded_sign(&id, 5, b"hello").unwrap();
         assert_eq!(pk, blinded_public(&id.public_key().to_bytes(), 5).unwrap());
         let v = IdentityPublicKey::from_bytes(&pk).unwrap();
         v.verify(b"hello", &Signature(sig)).unwrap();
