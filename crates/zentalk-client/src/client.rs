@@ -35,6 +35,8 @@ pub const GAP_TIMEOUT_MS: u64 = 120_000;
 pub const MAX_REORDER: usize = 256;
 /// Most control messages held per contact while no mailbox of theirs is known.
 pub const MAX_PENDING_CONTROLS: usize = 64;
+/// Undecryptable messages from one contact before a fresh session is negotiated.
+pub const REPAIR_AFTER_FAILURES: u32 = 3;
 /// Payload hashes remembered to recognise retried duplicates.
 pub const SEEN_CAPACITY: usize = 4096;
 
@@ -118,6 +120,18 @@ pub enum Event {
         /// Who.
         from: Address,
     },
+    /// Messages from this contact kept failing to decrypt; a fresh session was started and
+    /// a session reset sent (once: no second repair before the peer's messages decrypt).
+    SessionRepairStarted {
+        /// Who.
+        with: Address,
+    },
+    /// Messages from this contact keep failing to decrypt and no card of theirs is known:
+    /// fetch it, `add_contact` it, then call [`Client::repair_session`].
+    RepairNeedsCard {
+        /// Who.
+        address: Address,
+    },
     /// We own a new mailbox: the driver should open a link to it.
     MailboxCreated {
         /// Where.
@@ -133,6 +147,8 @@ pub(crate) struct Pending {
     pub(crate) interval_ms: u64,
     /// False while no mailbox of the peer was known when it was queued.
     pub(crate) sent: bool,
+    /// The inner message, kept to re-encrypt it under a repaired session.
+    pub(crate) inner: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -148,6 +164,12 @@ pub(crate) struct Contact {
     pub(crate) gap_since_ms: Option<u64>,
     pub(crate) unacked: BTreeMap<u64, Pending>,
     pub(crate) pending_controls: VecDeque<Vec<u8>>,
+    /// Messages in this contact's mailbox that no session decrypted, since the last success.
+    pub(crate) decrypt_failures: u32,
+    /// A repair was started and no message of the peer has decrypted since.
+    pub(crate) repair_sent: bool,
+    /// The session was replaced: unacknowledged messages must be re-encrypted.
+    pub(crate) reencrypt: bool,
 }
 
 /// Borrowed engine state for the snapshot.
@@ -174,6 +196,9 @@ impl Contact {
             gap_since_ms: None,
             unacked: BTreeMap::new(),
             pending_controls: VecDeque::new(),
+            decrypt_failures: 0,
+            repair_sent: false,
+            reencrypt: false,
         }
     }
 }
@@ -477,7 +502,8 @@ impl Client {
             .next_send_seq;
         let mut id = [0u8; 16];
         rng.fill_bytes(&mut id);
-        let payload = self.encrypt(rng, to, &Inner { seq, id, body })?;
+        let inner = Inner { seq, id, body };
+        let payload = self.encrypt(rng, to, &inner)?;
         let c = self
             .contacts
             .get_mut(to)
@@ -498,6 +524,7 @@ impl Client {
                 next_retry_ms: now_ms.saturating_add(RETRY_INITIAL_MS),
                 interval_ms: RETRY_INITIAL_MS,
                 sent,
+                inner: inner.to_bytes(),
             },
         );
         Ok(id)
@@ -671,11 +698,110 @@ impl Client {
                 .ok_or(ClientError::UnknownContact)?
         };
         let message = Message::from_bytes(open_outer(payload)?)?;
-        let (from, plaintext) = self.decrypt(&message, owner)?;
+        let (from, plaintext) = match self.decrypt(&message, owner) {
+            Ok(ok) => ok,
+            Err(e) => {
+                if let Owner::Contact(a) = owner {
+                    self.decrypt_failed(rng, &a, now_ms)?;
+                }
+                return Err(e);
+            }
+        };
+        if let Some(c) = self.contacts.get_mut(&from) {
+            c.decrypt_failures = 0;
+            c.repair_sent = false;
+            if std::mem::take(&mut c.reencrypt) {
+                self.reencrypt_unacked(rng, &from, None)?;
+            }
+        }
         let inner = Inner::from_bytes(&plaintext)?;
         let sequenced = inner.body.is_sequenced();
         self.remember(hash, sequenced.then_some((from, inner.id)));
         self.accept(rng, from, inner, now_ms)
+    }
+
+    /// Counts a message in `a`'s mailbox that no session decrypts; after
+    /// [`REPAIR_AFTER_FAILURES`] starts one fresh session (never a second one before a
+    /// message of the peer decrypts again, so two clients cannot loop).
+    fn decrypt_failed(
+        &mut self,
+        rng: &mut impl CryptoRngCore,
+        a: &Address,
+        now_ms: u64,
+    ) -> Result<(), ClientError> {
+        let Some(c) = self.contacts.get_mut(a) else {
+            return Ok(());
+        };
+        c.decrypt_failures = c.decrypt_failures.saturating_add(1);
+        if c.decrypt_failures < REPAIR_AFTER_FAILURES || c.repair_sent {
+            return Ok(());
+        }
+        let Some(bundle) = c.bundle.as_ref() else {
+            c.repair_sent = true;
+            self.events
+                .push_back(Event::RepairNeedsCard { address: *a });
+            return Ok(());
+        };
+        let session =
+            self.account
+                .create_outbound_session(rng, bundle, SessionConfig::default())?;
+        c.session = Some(session);
+        c.repair_sent = true;
+        c.decrypt_failures = 0;
+        self.events
+            .push_back(Event::SessionRepairStarted { with: *a });
+        // The reset goes first in the new session, then every unacknowledged message again.
+        let reset_seq = c.next_send_seq;
+        self.send_sequenced(rng, a, Body::SessionReset, now_ms)?;
+        self.reencrypt_unacked(rng, a, Some(reset_seq))
+    }
+
+    /// Starts a repair with `a` by hand (for example after fetching their card when
+    /// [`Event::RepairNeedsCard`] was raised).
+    pub fn repair_session(
+        &mut self,
+        rng: &mut impl CryptoRngCore,
+        a: &Address,
+        now_ms: u64,
+    ) -> Result<(), ClientError> {
+        let c = self
+            .contacts
+            .get_mut(a)
+            .ok_or(ClientError::UnknownContact)?;
+        c.repair_sent = false;
+        c.decrypt_failures = REPAIR_AFTER_FAILURES.saturating_sub(1);
+        self.decrypt_failed(rng, a, now_ms)
+    }
+
+    /// Re-encrypts every unacknowledged message to `a` (same seq, same id) under the current
+    /// session, oldest first, except `skip` (a message already encrypted under it), and
+    /// queues them.
+    fn reencrypt_unacked(
+        &mut self,
+        rng: &mut impl CryptoRngCore,
+        a: &Address,
+        skip: Option<u64>,
+    ) -> Result<(), ClientError> {
+        let Some(c) = self.contacts.get_mut(a) else {
+            return Ok(());
+        };
+        let Some(session) = c.session.as_mut() else {
+            return Ok(());
+        };
+        for (seq, p) in c.unacked.iter_mut() {
+            if Some(*seq) == skip {
+                continue;
+            }
+            p.payload = seal_outer(&session.encrypt(rng, &p.inner)?.to_bytes());
+            if let Some(dest) = c.send_to {
+                p.sent = true;
+                self.outgoing.push_back(Outgoing {
+                    dest,
+                    payload: p.payload.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn decrypt(
@@ -708,6 +834,7 @@ impl Client {
                 if is_new {
                     self.events.push_back(Event::ContactAdded { address: from });
                 } else if reset {
+                    c.reencrypt = true;
                     self.events.push_back(Event::SessionReset { from });
                 }
                 Ok((from, pt))
@@ -777,6 +904,21 @@ impl Client {
             .contacts
             .get_mut(&from)
             .ok_or(ClientError::UnknownContact)?;
+        if inner.body == Body::SessionReset && inner.seq != c.next_recv_seq {
+            // A peer that restored an old state counts from where its state left off: the
+            // reset realigns the order (what was lost before it is reported by the peer's
+            // side as a gap, if anywhere).
+            if inner.seq > c.next_recv_seq {
+                self.events.push_back(Event::MessagesLost {
+                    from,
+                    first: c.next_recv_seq,
+                    last: inner.seq - 1,
+                });
+            }
+            c.next_recv_seq = inner.seq;
+            c.reorder.retain(|s, _| *s > inner.seq);
+            c.gap_since_ms = None;
+        }
         if inner.seq < c.next_recv_seq || c.reorder.contains_key(&inner.seq) {
             return Ok(());
         }

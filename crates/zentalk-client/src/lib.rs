@@ -61,7 +61,7 @@ mod tests;
 pub use card::{CARD_VERSION, ContactCard};
 pub use client::{
     Client, ContactInfo, Event, GAP_TIMEOUT_MS, MAX_PENDING_CONTROLS, MAX_REORDER, Outgoing,
-    RETRY_INITIAL_MS, RETRY_MAX_MS, SEEN_CAPACITY,
+    REPAIR_AFTER_FAILURES, RETRY_INITIAL_MS, RETRY_MAX_MS, SEEN_CAPACITY,
 };
 pub use directory::{Directory, ROUTE_LEN, RelayEntry};
 pub use error::ClientError;

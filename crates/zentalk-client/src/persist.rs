@@ -26,8 +26,17 @@ pub const SNAPSHOT_NAME: &str = "client/state";
 
 /// A remembered payload hash and, for sequenced messages, (sender address, message id).
 type SeenSnap = ([u8; 32], Option<([u8; 32], [u8; 16])>);
-/// An unacknowledged message: seq, id, payload, next retry, interval, sent.
-type PendingSnap = (u64, [u8; 16], Vec<u8>, u64, u64, bool);
+/// An unacknowledged message.
+#[derive(Serialize, Deserialize)]
+struct PendingSnap {
+    seq: u64,
+    id: [u8; 16],
+    payload: Vec<u8>,
+    next_retry_ms: u64,
+    interval_ms: u64,
+    sent: bool,
+    inner: Vec<u8>,
+}
 
 #[derive(Serialize, Deserialize)]
 struct Snap {
@@ -52,6 +61,9 @@ struct ContactSnap {
     gap_since_ms: Option<u64>,
     unacked: Vec<PendingSnap>,
     pending_controls: Vec<Vec<u8>>,
+    decrypt_failures: u32,
+    repair_sent: bool,
+    reencrypt: bool,
 }
 
 fn mb_snap(m: &MailboxKey) -> ([u8; 32], [u8; 32]) {
@@ -94,17 +106,19 @@ impl Client {
                     unacked: c
                         .unacked
                         .iter()
-                        .map(|(s, p)| {
-                            (
-                                *s,
-                                p.id,
-                                p.payload.clone(),
-                                p.next_retry_ms,
-                                p.interval_ms,
-                                p.sent,
-                            )
+                        .map(|(s, p)| PendingSnap {
+                            seq: *s,
+                            id: p.id,
+                            payload: p.payload.clone(),
+                            next_retry_ms: p.next_retry_ms,
+                            interval_ms: p.interval_ms,
+                            sent: p.sent,
+                            inner: p.inner.clone(),
                         })
                         .collect(),
+                    decrypt_failures: c.decrypt_failures,
+                    repair_sent: c.repair_sent,
+                    reencrypt: c.reencrypt,
                     pending_controls: c.pending_controls.iter().cloned().collect(),
                 })
                 .collect(),
@@ -165,18 +179,22 @@ impl Client {
                 c.reorder.insert(inner.seq, inner);
             }
             c.gap_since_ms = cs.gap_since_ms;
-            for (seq, id, payload, next_retry_ms, interval_ms, sent) in cs.unacked {
+            for p in cs.unacked {
                 c.unacked.insert(
-                    seq,
+                    p.seq,
                     Pending {
-                        id,
-                        payload,
-                        next_retry_ms,
-                        interval_ms,
-                        sent,
+                        id: p.id,
+                        payload: p.payload,
+                        next_retry_ms: p.next_retry_ms,
+                        interval_ms: p.interval_ms,
+                        sent: p.sent,
+                        inner: p.inner,
                     },
                 );
             }
+            c.decrypt_failures = cs.decrypt_failures;
+            c.repair_sent = cs.repair_sent;
+            c.reencrypt = cs.reencrypt;
             c.pending_controls = cs.pending_controls.into();
             client.insert_contact(identity.address(), c);
         }

@@ -432,3 +432,92 @@ async fn state_survives_the_encrypted_store() {
     assert!(Client::restore(&snap, &[2; 32]).is_err());
     assert!(Client::restore(&snap, &[1; 32]).is_ok());
 }
+
+#[test]
+fn restored_stale_state_repairs_the_session_once() {
+    let mut net = Net::new(10);
+    let mut alice = net.client(1);
+    let mut bob = net.client(2);
+    let b = introduce(&mut net, &mut alice, &mut bob);
+    let a = alice.address();
+    alice.send_text(&mut net.rng, &b, "hello", 0).unwrap();
+    net.settle(&mut alice, &mut bob, 0);
+    // Alice backs up here.
+    let backup = alice.snapshot(&mut net.rng, &[3; 32]).unwrap();
+    // The conversation goes on (several ratchet steps both ways).
+    for i in 0..3 {
+        bob.send_text(&mut net.rng, &a, &format!("b{i}"), 0)
+            .unwrap();
+        net.settle(&mut alice, &mut bob, 0);
+        alice
+            .send_text(&mut net.rng, &b, &format!("a{i}"), 0)
+            .unwrap();
+        net.settle(&mut alice, &mut bob, 0);
+    }
+    events(&mut alice);
+    events(&mut bob);
+    // Alice restores the stale backup: her session is behind Bob's.
+    let mut alice = Client::restore(&backup, &[3; 32]).unwrap();
+    for i in 0..3 {
+        bob.send_text(&mut net.rng, &a, &format!("after restore {i}"), 100)
+            .unwrap();
+    }
+    net.flush(&mut bob);
+    let ids: Vec<MailboxId> = alice.mailboxes().iter().map(|m| m.id()).collect();
+    let mut failures = 0;
+    for id in &ids {
+        for p in net.mailboxes.remove(id).unwrap_or_default() {
+            if alice.handle_delivery(&mut net.rng, id, &p, 100).is_err() {
+                failures += 1;
+            }
+        }
+    }
+    assert_eq!(failures, 3);
+    let ev = events(&mut alice);
+    let started = ev
+        .iter()
+        .filter(|e| matches!(e, Event::SessionRepairStarted { with } if *with == b))
+        .count();
+    assert_eq!(started, 1, "{ev:?}");
+    // Bob gets the reset, re-encrypts what Alice has not acknowledged; both sides recover.
+    net.settle(&mut alice, &mut bob, 200);
+    let bev = events(&mut bob);
+    assert!(bev.contains(&Event::SessionReset { from: a }), "{bev:?}");
+    // Bob's messages that the restored backup never saw show up as a gap, then as lost;
+    // never silently skipped. After that the three messages sent after the restore arrive.
+    let ev = events(&mut alice);
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::GapDetected { .. })),
+        "{ev:?}"
+    );
+    alice
+        .handle_timeout(&mut net.rng, 200 + crate::GAP_TIMEOUT_MS)
+        .unwrap();
+    let ev = events(&mut alice);
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::MessagesLost { .. })),
+        "{ev:?}"
+    );
+    let got: Vec<String> = ev
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Message { text, .. } => Some(text),
+            _ => None,
+        })
+        .collect();
+    for i in 0..3 {
+        assert!(got.contains(&format!("after restore {i}")), "{got:?}");
+    }
+    alice.send_text(&mut net.rng, &b, "recovered", 300).unwrap();
+    net.settle(&mut alice, &mut bob, 300);
+    let got: Vec<String> = texts(&mut bob).into_iter().map(|(_, t)| t).collect();
+    assert_eq!(got, ["recovered"]);
+    // No second repair: nothing more is pending and further timeouts send nothing new.
+    alice.handle_timeout(&mut net.rng, 10_000_000).unwrap();
+    bob.handle_timeout(&mut net.rng, 10_000_000).unwrap();
+    let ev = events(&mut alice);
+    assert!(
+        !ev.iter()
+            .any(|e| matches!(e, Event::SessionRepairStarted { .. }))
+    );
+}
