@@ -61,16 +61,24 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod clock;
 pub mod config;
+pub mod directory;
+pub mod epoch;
 pub mod keys;
 pub mod limits;
 pub mod link;
 pub mod metrics;
 mod relay;
+pub mod service;
 
 pub use config::RelayConfig;
+pub use directory::{DhtDirectory, Directory, DirectoryError, PeerInfo, StaticDirectory};
 pub use keys::{KeyFileError, RelayKeys};
 pub use limits::{Limits, LimitsError, TokenBucket};
 pub use link::{Link, LinkError};
 pub use metrics::Metrics;
-pub use relay::{ACCEPT_ERROR_BACKOFF, FINAL_WRITE_TIMEOUT, Relay, RelayError, ShutdownReport};
+pub use relay::{
+    ACCEPT_ERROR_BACKOFF, FINAL_WRITE_TIMEOUT, Relay, RelayError, RelayHandle, ShutdownReport,
+};
+pub use service::{Observation, Peer};

@@ -123,6 +123,16 @@ pub struct Metrics {
     frames_sent: AtomicU64,
     frames_dropped: Labeled,
     rate_limit_pauses: AtomicU64,
+    packets_forwarded: AtomicU64,
+    packets_delivered: AtomicU64,
+    packets_duplicate: AtomicU64,
+    packets_dropped: Labeled,
+    mailbox_stored: AtomicU64,
+    mailbox_acked: AtomicU64,
+    pushes_skipped: AtomicU64,
+    mailbox_auth_ok: AtomicU64,
+    mailbox_auth_failures: Labeled,
+    transit_receipts_served: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -139,6 +149,16 @@ impl Default for Metrics {
             frames_sent: AtomicU64::new(0),
             frames_dropped: Labeled::new(FRAME_DROP_REASONS),
             rate_limit_pauses: AtomicU64::new(0),
+            packets_forwarded: AtomicU64::new(0),
+            packets_delivered: AtomicU64::new(0),
+            packets_duplicate: AtomicU64::new(0),
+            packets_dropped: Labeled::new(crate::service::PACKET_DROP_REASONS),
+            mailbox_stored: AtomicU64::new(0),
+            mailbox_acked: AtomicU64::new(0),
+            pushes_skipped: AtomicU64::new(0),
+            mailbox_auth_ok: AtomicU64::new(0),
+            mailbox_auth_failures: Labeled::new(crate::service::AUTH_FAILURE_REASONS),
+            transit_receipts_served: AtomicU64::new(0),
         }
     }
 }
@@ -174,6 +194,76 @@ impl Metrics {
     }
     pub(crate) fn rate_limit_pause(&self) {
         self.rate_limit_pauses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn packet_forwarded(&self) {
+        self.packets_forwarded.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn packet_delivered(&self) {
+        self.packets_delivered.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn packet_delivered_duplicate(&self) {
+        self.packets_duplicate.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn packet_dropped(&self, reason: &str) {
+        self.packets_dropped.inc(reason);
+    }
+    pub(crate) fn mailbox_stored(&self) {
+        self.mailbox_stored.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn mailbox_acked(&self, n: u64) {
+        self.mailbox_acked.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn push_skipped(&self) {
+        self.pushes_skipped.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn mailbox_auth_succeeded(&self) {
+        self.mailbox_auth_ok.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn mailbox_auth_failed(&self, reason: &str) {
+        self.mailbox_auth_failures.inc(reason);
+    }
+    pub(crate) fn transit_receipt_served(&self) {
+        self.transit_receipts_served.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Onion packets forwarded to the next relay (written to its link).
+    pub fn packets_forwarded(&self) -> u64 {
+        self.packets_forwarded.load(Ordering::Relaxed)
+    }
+    /// Onion packets delivered into a mailbox (stored durably).
+    pub fn packets_delivered(&self) -> u64 {
+        self.packets_delivered.load(Ordering::Relaxed)
+    }
+    /// Deliveries of a message already queued in that mailbox (stored once).
+    pub fn packets_duplicate(&self) -> u64 {
+        self.packets_duplicate.load(Ordering::Relaxed)
+    }
+    /// Onion packets dropped for `reason` (one of [`crate::service::PACKET_DROP_REASONS`]).
+    pub fn packets_dropped(&self, reason: &str) -> u64 {
+        self.packets_dropped.get(reason)
+    }
+    /// Onion packets dropped, all reasons.
+    pub fn packets_dropped_total(&self) -> u64 {
+        self.packets_dropped.total()
+    }
+    /// Mailbox items stored minus items acknowledged, since this process started.
+    pub fn mailbox_depth(&self) -> u64 {
+        self.mailbox_stored
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.mailbox_acked.load(Ordering::Relaxed))
+    }
+    /// Successful mailbox authentications.
+    pub fn mailbox_auth_ok(&self) -> u64 {
+        self.mailbox_auth_ok.load(Ordering::Relaxed)
+    }
+    /// Refused mailbox authentications for `reason`.
+    pub fn mailbox_auth_failures(&self, reason: &str) -> u64 {
+        self.mailbox_auth_failures.get(reason)
+    }
+    /// Refused mailbox authentications, all reasons.
+    pub fn mailbox_auth_failures_total(&self) -> u64 {
+        self.mailbox_auth_failures.total()
     }
 
     /// Established links now open.
@@ -271,7 +361,61 @@ impl Metrics {
             "Times a link's reader paused because the peer exceeded its token bucket.",
             self.rate_limit_pauses(),
         );
-        let labeled: [(&str, &str, &str, &Labeled); 4] = [
+        simple(
+            "zentalk_relay_packets_forwarded_total",
+            "counter",
+            "Onion packets forwarded to the next relay.",
+            self.packets_forwarded(),
+        );
+        simple(
+            "zentalk_relay_packets_delivered_total",
+            "counter",
+            "Onion packets delivered into a mailbox (stored durably).",
+            self.packets_delivered(),
+        );
+        simple(
+            "zentalk_relay_packets_duplicate_total",
+            "counter",
+            "Deliveries of a message already queued in its mailbox (stored once).",
+            self.packets_duplicate(),
+        );
+        simple(
+            "zentalk_relay_mailbox_depth",
+            "gauge",
+            "Mailbox items stored minus items acknowledged since this process started.",
+            self.mailbox_depth(),
+        );
+        simple(
+            "zentalk_relay_mailbox_pushes_skipped_total",
+            "counter",
+            "Pushes skipped because the owner's push queue was full (items stay stored).",
+            self.pushes_skipped.load(Ordering::Relaxed),
+        );
+        simple(
+            "zentalk_relay_mailbox_auth_ok_total",
+            "counter",
+            "Successful mailbox authentications.",
+            self.mailbox_auth_ok(),
+        );
+        simple(
+            "zentalk_relay_transit_receipts_served_total",
+            "counter",
+            "Transit receipts sent in answer to TransitReceiptFetch.",
+            self.transit_receipts_served.load(Ordering::Relaxed),
+        );
+        let labeled: [(&str, &str, &str, &Labeled); 6] = [
+            (
+                "zentalk_relay_packets_dropped_total",
+                "reason",
+                "Onion packets dropped (replays, expired epochs, MAC failures, ...).",
+                &self.packets_dropped,
+            ),
+            (
+                "zentalk_relay_mailbox_auth_failures_total",
+                "reason",
+                "Refused mailbox authentications.",
+                &self.mailbox_auth_failures,
+            ),
             (
                 "zentalk_relay_connections_refused_total",
                 "reason",

@@ -10,19 +10,28 @@ use std::time::Duration;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, info_span, warn};
-use zentalk_crypto::X25519PublicKey;
+use zentalk_crypto::{NodeId, X25519PublicKey};
+use zentalk_dht::net::{DhtHandle, NetConfig};
+use zentalk_dht::{Capabilities, RelayDescriptor};
+use zentalk_storage::mailbox::Mailbox;
+use zentalk_storage::mailbox::{Envelope, MailboxBackend, MailboxId as StoreMailboxId};
 use zentalk_wire::proto::{self, CloseReason, ErrorCode};
 use zentalk_wire::{Frame, MessageId, MessageType, WireMessage};
 
+use crate::clock;
 use crate::config::RelayConfig;
+use crate::directory::{DhtDirectory, Directory, PeerInfo, StaticDirectory};
+use crate::epoch;
 use crate::keys::{KeyFileError, RelayKeys};
 use crate::limits::{Limits, LimitsError, TokenBucket};
 use crate::link::{self, Link, LinkError};
 use crate::metrics::Metrics;
+use crate::service::{self, AuthError, Observation, Peer, Shared};
 
 /// How long a link may take to write its last Error or Close frame before it is dropped
 /// anyway (a peer that does not read must not hold a task).
@@ -56,6 +65,18 @@ pub enum RelayError {
     /// The metrics server failed.
     #[error("metrics listener: {0}")]
     Metrics(#[source] std::io::Error),
+    /// The mailbox database could not be opened.
+    #[error("mailbox store: {0}")]
+    Store(#[from] zentalk_storage::MailboxError),
+    /// The DHT node could not start.
+    #[error("dht: {0}")]
+    Dht(#[from] zentalk_dht::net::NetError),
+    /// Onion keys could not be generated or installed.
+    #[error("onion keys: {0}")]
+    Onion(#[from] zentalk_onion::OnionError),
+    /// The OS random number generator failed.
+    #[error("the OS random number generator failed")]
+    Rng,
 }
 
 /// What [`Relay::run`] did on its way out.
@@ -76,6 +97,58 @@ pub struct Relay {
     keys: Arc<RelayKeys>,
     config: RelayConfig,
     metrics: Arc<Metrics>,
+    shared: Arc<Shared>,
+    dht: Option<(DhtHandle, tokio::task::JoinHandle<()>)>,
+}
+
+/// An in-process view of a relay (cheap to clone; stays valid while it runs).
+#[derive(Debug, Clone)]
+pub struct RelayHandle {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+}
+
+impl RelayHandle {
+    /// The relay's node id.
+    pub fn node_id(&self) -> NodeId {
+        self.shared.node_id
+    }
+
+    /// What a directory says about this relay: node id, link address, Noise key, onion keys.
+    pub fn peer_info(&self) -> PeerInfo {
+        PeerInfo {
+            node: self.shared.node_id,
+            addr: self.addr,
+            noise_key: self.shared.keys.noise_public(),
+            onion_keys: self.shared.onion_public_keys(),
+            capabilities: capabilities(self.shared.store_nothing),
+        }
+    }
+
+    /// The demo observation log: one entry per packet this relay processed (predecessor,
+    /// successor, size), oldest first, at most [`service::DEMO_OBSERVATION_CAP`]. Empty unless
+    /// [`RelayConfig::demo_observe`] is set. In memory only; never persisted or logged.
+    pub fn observations(&self) -> Vec<Observation> {
+        self.shared.observations()
+    }
+
+    /// The relay's counters.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.shared.metrics)
+    }
+
+    /// The relay's identity public key (it signs descriptors and transit receipts).
+    pub fn identity_public(&self) -> zentalk_crypto::IdentityPublicKey {
+        self.shared.keys.identity().public_key()
+    }
+}
+
+fn capabilities(store_nothing: bool) -> Capabilities {
+    if store_nothing {
+        Capabilities::STORE_NOTHING
+    } else {
+        Capabilities::MAILBOX
+    }
 }
 
 impl Relay {
@@ -87,7 +160,20 @@ impl Relay {
     }
 
     /// As [`Relay::bind`], with keys supplied instead of read from `config.key_file`.
+    ///
+    /// The directory is the DHT when [`RelayConfig::dht_listen_addr`] is set, otherwise an
+    /// empty [`StaticDirectory`] (this relay can then deliver but not forward).
     pub async fn bind_with_keys(config: RelayConfig, keys: RelayKeys) -> Result<Self, RelayError> {
+        Self::bind_with_directory(config, keys, None).await
+    }
+
+    /// As [`Relay::bind_with_keys`], with the directory used to find next hops supplied
+    /// (`None`: as `bind_with_keys` chooses).
+    pub async fn bind_with_directory(
+        config: RelayConfig,
+        keys: RelayKeys,
+        directory: Option<Arc<dyn Directory>>,
+    ) -> Result<Self, RelayError> {
         config.validate()?;
         let listener = TcpListener::bind(config.listen_addr)
             .await
@@ -103,13 +189,60 @@ impl Relay {
                 addr: config.metrics_addr,
                 source,
             })?;
+        let store = Mailbox::open(&config.mailbox_database_url(), config.storage_limits()).await?;
+        let keys = Arc::new(keys);
+        let dht = match config.dht_listen_addr {
+            Some(addr) => {
+                let identity = zentalk_crypto::IdentityKeyPair::from_seed(&keys.identity().seed());
+                Some(zentalk_dht::net::spawn(identity, addr, NetConfig::default()).await?)
+            }
+            None => None,
+        };
+        let directory: Arc<dyn Directory> = match (directory, &dht) {
+            (Some(d), _) => d,
+            (None, Some((handle, _))) => Arc::new(DhtDirectory::new(handle.clone())),
+            (None, None) => Arc::new(StaticDirectory::new()),
+        };
+        let metrics = Arc::new(Metrics::default());
+        let shared = Arc::new(Shared::new(
+            Arc::clone(&keys),
+            config.limits.clone(),
+            Arc::clone(&metrics),
+            Arc::new(store),
+            config.store_nothing,
+            directory,
+            config.demo_observe,
+            zentalk_onion::DEFAULT_REPLAY_CAPACITY,
+            config.mailbox_ttl_secs.saturating_mul(1000),
+        ));
+        let mut rng = service::os_rng().ok_or(RelayError::Rng)?;
+        shared.rotate_keys(clock::unix_secs(), &mut rng)?;
         Ok(Self {
             listener,
             metrics_listener,
-            keys: Arc::new(keys),
+            keys,
             config,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
+            shared,
+            dht,
         })
+    }
+
+    /// An in-process handle (node id, directory entry, observation log, metrics).
+    pub fn handle(&self) -> RelayHandle {
+        RelayHandle {
+            shared: Arc::clone(&self.shared),
+            addr: self
+                .config
+                .public_addr
+                .or_else(|| self.listener.local_addr().ok())
+                .unwrap_or(self.config.listen_addr),
+        }
+    }
+
+    /// The DHT node's UDP address, if this relay runs one.
+    pub fn dht_addr(&self) -> Option<SocketAddr> {
+        self.dht.as_ref().map(|(h, _)| h.local_addr())
     }
 
     /// The address links are accepted on (useful after binding port 0).
@@ -139,12 +272,15 @@ impl Relay {
         self,
         shutdown: impl Future<Output = ()>,
     ) -> Result<ShutdownReport, RelayError> {
+        let handle = self.handle();
         let Relay {
             listener,
             metrics_listener,
             keys,
             config,
             metrics,
+            shared,
+            dht,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let tracker = Arc::new(ConnTracker::new(&config.limits));
@@ -153,6 +289,14 @@ impl Relay {
         let metrics_task = tokio::spawn(serve_metrics(
             metrics_listener,
             Arc::clone(&metrics),
+            stop_rx.clone(),
+        ));
+        let maintenance = tokio::spawn(maintain(
+            Arc::clone(&shared),
+            handle,
+            dht.as_ref().map(|(h, _)| h.clone()),
+            config.dht_bootstrap.clone(),
+            config.republish_interval,
             stop_rx.clone(),
         ));
         // The port only: the host part may be an address operators consider sensitive, and
@@ -193,6 +337,12 @@ impl Relay {
                             metrics: Arc::clone(&metrics),
                             stop: stop_rx.clone(),
                             _guard: guard,
+                            shared: Arc::clone(&shared),
+                            link_id: id,
+                            challenge: None,
+                            authed: None,
+                            push_rx: None,
+                            peer: Peer::ClientLink,
                         };
                         links.spawn(task.run(stream).instrument(span));
                     }
@@ -223,6 +373,17 @@ impl Relay {
         }
         let cut = links.len();
         links.shutdown().await;
+        // Finish deliveries in flight (each returns once its item is durable).
+        let permits = u32::try_from(service::MAX_DELIVERIES_IN_FLIGHT).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(
+            config.shutdown_grace,
+            shared.deliveries().acquire_many(permits),
+        )
+        .await;
+        let _ = maintenance.await;
+        if let Some((_, task)) = dht {
+            task.abort();
+        }
         let served = metrics_task.await;
         info!(closed, cut, "relay stopped");
         match served {
@@ -233,6 +394,96 @@ impl Relay {
             links_closed_gracefully: closed,
             links_cut: cut,
         })
+    }
+}
+
+/// Rotates onion keys at epoch boundaries, publishes and republishes the descriptor in the
+/// DHT (when there is one), and expires old mailbox items and transit receipts.
+async fn maintain(
+    shared: Arc<Shared>,
+    handle: RelayHandle,
+    dht: Option<DhtHandle>,
+    seeds: Vec<SocketAddr>,
+    republish_interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(mut rng) = service::os_rng() else {
+        warn!("OS random number generator failed; no key rotation");
+        return;
+    };
+    if let Some(dht) = &dht {
+        if !seeds.is_empty() {
+            match dht.bootstrap(seeds).await {
+                Ok(n) => info!(routing_table = n, "dht bootstrapped"),
+                Err(e) => warn!(error = %e, "dht bootstrap failed"),
+            }
+        }
+        publish_descriptor(dht, &handle).await;
+    }
+    let mut last_publish = Instant::now();
+    loop {
+        let now = clock::unix_secs();
+        let wait = Duration::from_secs(epoch::secs_until_next_epoch(now))
+            .min(republish_interval.max(Duration::from_secs(1)));
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        let changed = match shared.rotate_keys(clock::unix_secs(), &mut rng) {
+            Ok(changed) => changed,
+            Err(e) => {
+                warn!(error = %e, "onion key rotation failed");
+                false
+            }
+        };
+        if let Some(dht) = &dht
+            && (changed || last_publish.elapsed() >= republish_interval)
+        {
+            publish_descriptor(dht, &handle).await;
+            last_publish = Instant::now();
+        }
+        loop {
+            match shared.store.expire(clock::unix_ms()).await {
+                Ok(e) if e.messages > 0 || e.receipts > 0 => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    warn!(error = %e, "mailbox expiry failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Signs this relay's descriptor (sequence = Unix seconds, so a restart still supersedes)
+/// and publishes it under its node id.
+async fn publish_descriptor(dht: &DhtHandle, handle: &RelayHandle) {
+    let info = handle.peer_info();
+    let descriptor = RelayDescriptor {
+        addrs: vec![info.addr],
+        noise_static_key: info.noise_key.to_bytes(),
+        onion_keys: info
+            .onion_keys
+            .iter()
+            .map(|(e, k)| (u64::from(*e), k.to_bytes()))
+            .collect(),
+        capabilities: info.capabilities,
+    };
+    let now_ms = clock::unix_ms();
+    let record = match descriptor.sign(
+        handle.shared.keys.identity(),
+        now_ms / 1000,
+        now_ms.saturating_add(zentalk_dht::record::RELAY_DESCRIPTOR_TTL_MS),
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(error = %e, "descriptor not signed");
+            return;
+        }
+    };
+    match dht.publish(record).await {
+        Ok(n) => debug!(stored_on = n, "descriptor published"),
+        Err(e) => warn!(error = %e, "descriptor publish failed"),
     }
 }
 
@@ -364,6 +615,30 @@ struct LinkTask {
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
     _guard: ConnGuard,
+    shared: Arc<Shared>,
+    link_id: u64,
+    /// The outstanding mailbox challenge nonce (each answers once).
+    challenge: Option<[u8; 32]>,
+    /// The mailbox authenticated on this link.
+    authed: Option<StoreMailboxId>,
+    /// Pushes for the authenticated mailbox.
+    push_rx: Option<mpsc::Receiver<Envelope>>,
+    /// Who the peer is, for the demo observation log.
+    peer: Peer,
+}
+
+/// What woke the serve loop.
+enum Wake {
+    Stop,
+    Push(Envelope),
+    Received(Result<Result<Frame, LinkError>, tokio::time::error::Elapsed>),
+}
+
+async fn next_push(rx: &mut Option<mpsc::Receiver<Envelope>>) -> Option<Envelope> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Why the serve loop ended.
@@ -409,7 +684,14 @@ impl LinkTask {
         };
         self.metrics.handshake_completed();
         debug!("link established");
-        let end = self.serve(&mut link, &mut rng).await;
+        self.peer = self.shared.predecessor(&link.remote_static());
+        let end = match self.send_challenge(&mut link, &mut rng).await {
+            Ok(()) => self.serve(&mut link, &mut rng).await,
+            Err(e) => End::Error(e),
+        };
+        if let Some(mailbox) = self.authed.take() {
+            self.shared.unregister_owner(&mailbox, self.link_id);
+        }
         let reason = match &end {
             End::Stop => {
                 let close = proto::Close {
@@ -450,10 +732,27 @@ impl LinkTask {
             if *self.stop.borrow() {
                 return End::Stop;
             }
-            let received = tokio::select! {
+            let wake = tokio::select! {
                 biased;
-                _ = self.stop.wait_for(|s| *s) => return End::Stop,
-                r = tokio::time::timeout(idle, link.recv()) => r,
+                _ = self.stop.wait_for(|s| *s) => Wake::Stop,
+                Some(env) = next_push(&mut self.push_rx) => Wake::Push(env),
+                r = tokio::time::timeout(idle, link.recv()) => Wake::Received(r),
+            };
+            let received = match wake {
+                Wake::Stop => return End::Stop,
+                Wake::Push(env) => {
+                    if let Some(mailbox) = self.authed {
+                        let push = proto::MailboxPush {
+                            mailbox_id: bytes::Bytes::copy_from_slice(&mailbox.0),
+                            item: Some(service::item_of(env)),
+                        };
+                        if let Err(e) = self.send(link, rng, &push).await {
+                            return End::Error(e);
+                        }
+                    }
+                    continue;
+                }
+                Wake::Received(r) => r,
             };
             let frame = match received {
                 Err(_) => return End::Error(LinkError::IdleTimeout { limit: idle }),
@@ -505,7 +804,73 @@ impl LinkTask {
                 }
             },
             MessageType::Close => return Ok(false),
-            MessageType::Pong | MessageType::Error => {}
+            MessageType::Pong | MessageType::Error | MessageType::MailboxChallenge => {}
+            MessageType::OnionPacket => {
+                let shared = Arc::clone(&self.shared);
+                shared.handle_packet(frame.body().clone(), &self.peer).await;
+            }
+            MessageType::MailboxAuth => match frame.decode_body::<proto::MailboxAuth>() {
+                Ok(auth) => self.mailbox_auth(link, rng, frame, &auth).await?,
+                Err(e) => self.malformed(link, rng, frame, &e).await?,
+            },
+            MessageType::MailboxFetch => match frame.decode_body::<proto::MailboxFetch>() {
+                Ok(fetch) => {
+                    let Some(mailbox) = self.authorized(&fetch.mailbox_id) else {
+                        return self.unauthorized(link, rng, frame).await.map(|()| true);
+                    };
+                    let max_body = self.max_body();
+                    match self
+                        .shared
+                        .fetch_batch(&mailbox, fetch.after_seq, fetch.max_items, max_body)
+                        .await
+                    {
+                        Ok(batch) => self.send(link, rng, &batch).await?,
+                        Err(e) => {
+                            debug!(error = %e, "mailbox fetch failed");
+                            self.reject(link, rng, frame, ErrorCode::Internal, "storage error")
+                                .await?;
+                        }
+                    }
+                }
+                Err(e) => self.malformed(link, rng, frame, &e).await?,
+            },
+            MessageType::MailboxAck => match frame.decode_body::<proto::MailboxAck>() {
+                Ok(ack) => {
+                    let Some(mailbox) = self.authorized(&ack.mailbox_id) else {
+                        return self.unauthorized(link, rng, frame).await.map(|()| true);
+                    };
+                    if let Err(e) = self.shared.ack_up_to(&mailbox, ack.up_to_seq).await {
+                        debug!(error = %e, "mailbox ack failed");
+                        self.reject(link, rng, frame, ErrorCode::Internal, "storage error")
+                            .await?;
+                    }
+                }
+                Err(e) => self.malformed(link, rng, frame, &e).await?,
+            },
+            MessageType::TransitReceiptFetch => {
+                match frame.decode_body::<proto::TransitReceiptFetch>() {
+                    Ok(fetch) => {
+                        for hash in fetch
+                            .packet_hashes
+                            .iter()
+                            .take(zentalk_wire::MAX_RECEIPT_IDS)
+                        {
+                            let Ok(hash) = <[u8; 32]>::try_from(hash.as_ref()) else {
+                                continue;
+                            };
+                            match self.shared.transit_receipt(&hash).await {
+                                Ok(Some(receipt)) => {
+                                    self.send(link, rng, &receipt).await?;
+                                    self.metrics.transit_receipt_served();
+                                }
+                                Ok(None) => {}
+                                Err(e) => debug!(error = %e, "transit receipt lookup failed"),
+                            }
+                        }
+                    }
+                    Err(e) => self.malformed(link, rng, frame, &e).await?,
+                }
+            }
             other => {
                 self.metrics.frame_dropped("unsupported_type");
                 debug!(ty = other.name(), "frame type not served by this relay");
@@ -520,6 +885,110 @@ impl LinkTask {
             }
         }
         Ok(true)
+    }
+
+    /// Sends a fresh MailboxChallenge (after the handshake, and after a refused MailboxAuth).
+    async fn send_challenge(
+        &mut self,
+        link: &mut Link<TcpStream>,
+        rng: &mut ChaCha20Rng,
+    ) -> Result<(), LinkError> {
+        let mut nonce = [0u8; service::CHALLENGE_NONCE_LEN];
+        rand_core::RngCore::fill_bytes(rng, &mut nonce);
+        self.challenge = Some(nonce);
+        let challenge = proto::MailboxChallenge {
+            nonce: bytes::Bytes::copy_from_slice(&nonce),
+            relay_id: bytes::Bytes::copy_from_slice(self.shared.node_id.as_bytes()),
+        };
+        self.send(link, rng, &challenge).await
+    }
+
+    async fn mailbox_auth(
+        &mut self,
+        link: &mut Link<TcpStream>,
+        rng: &mut ChaCha20Rng,
+        frame: &Frame,
+        auth: &proto::MailboxAuth,
+    ) -> Result<(), LinkError> {
+        // Every challenge answers once, whatever the outcome.
+        let nonce = self.challenge.take();
+        let verified = if self.shared.store_nothing {
+            Err(AuthError::NoMailboxes)
+        } else {
+            service::verify_auth(&self.shared.node_id, nonce.as_ref(), auth)
+        };
+        match verified {
+            Ok(mailbox) => {
+                self.metrics.mailbox_auth_succeeded();
+                if let Some(old) = self.authed.take() {
+                    self.shared.unregister_owner(&old, self.link_id);
+                }
+                self.push_rx = Some(self.shared.register_owner(mailbox, self.link_id));
+                self.authed = Some(mailbox);
+                let max_body = self.max_body();
+                match self.shared.fetch_batch(&mailbox, 0, 0, max_body).await {
+                    Ok(batch) => self.send(link, rng, &batch).await,
+                    Err(e) => {
+                        debug!(error = %e, "mailbox fetch failed");
+                        self.reject(link, rng, frame, ErrorCode::Internal, "storage error")
+                            .await
+                    }
+                }
+            }
+            Err(e) => {
+                self.metrics.mailbox_auth_failed(e.reason());
+                debug!(reason = e.reason(), "mailbox auth refused");
+                let code = match e {
+                    AuthError::Malformed => ErrorCode::ProtocolViolation,
+                    _ => ErrorCode::Unauthorized,
+                };
+                self.reject(link, rng, frame, code, e.reason()).await?;
+                self.send_challenge(link, rng).await
+            }
+        }
+    }
+
+    /// The mailbox named by `id` if it is the one authenticated on this link.
+    fn authorized(&self, id: &[u8]) -> Option<StoreMailboxId> {
+        self.authed.filter(|m| m.0.as_slice() == id)
+    }
+
+    async fn unauthorized(
+        &self,
+        link: &mut Link<TcpStream>,
+        rng: &mut ChaCha20Rng,
+        frame: &Frame,
+    ) -> Result<(), LinkError> {
+        self.metrics.mailbox_auth_failed("not_authenticated");
+        self.reject(
+            link,
+            rng,
+            frame,
+            ErrorCode::Unauthorized,
+            "mailbox not authenticated on this link",
+        )
+        .await
+    }
+
+    async fn malformed(
+        &self,
+        link: &mut Link<TcpStream>,
+        rng: &mut ChaCha20Rng,
+        frame: &Frame,
+        e: &zentalk_wire::WireError,
+    ) -> Result<(), LinkError> {
+        self.metrics.frame_dropped("malformed_body");
+        debug!(error = %e, "malformed body");
+        self.reject(link, rng, frame, e.error_code(), "malformed body")
+            .await
+    }
+
+    /// Largest body a frame on this link may carry.
+    fn max_body(&self) -> usize {
+        self.limits
+            .max_frame_len
+            .saturating_sub(zentalk_wire::HEADER_LEN)
+            .min(zentalk_wire::MAX_BODY_LEN)
     }
 
     async fn send<M: WireMessage>(

@@ -28,7 +28,8 @@ async fn ping_pong_metrics_and_graceful_shutdown() {
     }
     assert_eq!(relay.metrics.links_open(), 2);
     assert_eq!(relay.metrics.frames_received(), 6);
-    assert_eq!(relay.metrics.frames_sent(), 6);
+    // Six pongs and each link's opening mailbox challenge.
+    assert_eq!(relay.metrics.frames_sent(), 8);
     let text = scrape(relay.metrics_addr).await;
     assert!(text.contains("zentalk_relay_links_open 2\n"), "{text}");
     assert!(
@@ -156,8 +157,18 @@ async fn unsupported_and_malformed_bodies_are_answered_and_the_link_stays() {
     let relay = start(Limits::default()).await;
     let mut c = client(&relay, 7).await;
     let id = MessageId::from_bytes([9; 16]);
+    // An onion packet of the wrong length is dropped and counted; the link stays.
     let onion = Frame::onion_packet(id, Flags::EMPTY, bytes::Bytes::from(vec![1; 1024])).unwrap();
     c.send(&onion).await.unwrap();
+    // A type this relay does not serve (deposits go through onion packets) gets an Error.
+    let put = Frame::from_raw(
+        MessageType::MailboxPut,
+        id,
+        Flags::EMPTY,
+        bytes::Bytes::from_static(&[0x0a, 0x00]),
+    )
+    .unwrap();
+    c.send(&put).await.unwrap();
     let answer = c.recv().await.unwrap();
     let body = answer.decode_body::<ErrorBody>().unwrap();
     assert_eq!(body.code, ErrorCode::UnknownType as i32);
@@ -176,6 +187,7 @@ async fn unsupported_and_malformed_bodies_are_answered_and_the_link_stays() {
     assert_eq!(answer.message_type(), MessageType::Error);
     ping(&mut c, 77).await;
     assert_eq!(relay.metrics.frames_dropped("unsupported_type"), 1);
+    assert_eq!(relay.metrics.packets_dropped("bad_length"), 1);
     assert_eq!(relay.metrics.frames_dropped("malformed_body"), 1);
 
     // A Close from the peer ends the link cleanly.

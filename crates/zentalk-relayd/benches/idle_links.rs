@@ -115,6 +115,8 @@ fn main() {
                 let mut l = link::connect(stream, &me, &relay_key, &Limits::default(), &mut rng)
                     .await
                     .unwrap();
+                // The relay opens every link with a mailbox challenge.
+                let _challenge = l.recv().await.unwrap();
                 let nonce = links.len() as u64;
                 l.send(&Frame::new(MessageId::random(&mut rng), &Ping { nonce }).unwrap())
                     .await

@@ -168,6 +168,10 @@ fn load_config(path: &Path) -> Result<RelayConfig, DaemonError> {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
+    if config.mailbox_path.is_relative() {
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.mailbox_path = base.join(&config.mailbox_path);
+    }
     if config.key_file.is_relative() {
         let base = path.parent().unwrap_or(Path::new("."));
         config.key_file = base.join(&config.key_file);

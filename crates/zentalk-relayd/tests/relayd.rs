@@ -182,6 +182,9 @@ fn session(sig: &str) {
         )
         .await
         .unwrap();
+        // The relay opens every link with a mailbox challenge.
+        let challenge = link.recv().await.unwrap();
+        assert_eq!(challenge.message_type(), MessageType::MailboxChallenge);
         for nonce in 1..=3u64 {
             let ping = Frame::new(MessageId::random(&mut rng), &Ping { nonce }).unwrap();
             link.send(&ping).await.unwrap();

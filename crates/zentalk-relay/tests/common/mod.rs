@@ -34,7 +34,10 @@ pub struct Running {
 }
 
 pub fn local_config(limits: Limits) -> RelayConfig {
+    // Each relay's mailbox in its own temporary directory (kept: the relay outlives this call).
+    let dir = tempfile::tempdir().unwrap().keep();
     RelayConfig {
+        mailbox_path: dir.join("mailbox.sqlite"),
         listen_addr: "127.0.0.1:0".parse().unwrap(),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         shutdown_grace: Duration::from_secs(2),
@@ -73,7 +76,7 @@ pub async fn client(relay: &Running, seed: u64) -> Link<TcpStream> {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let me = X25519Secret::generate(&mut rng);
     let stream = TcpStream::connect(relay.addr).await.unwrap();
-    link::connect(
+    let mut link = link::connect(
         stream,
         &me,
         &relay.noise_public,
@@ -81,7 +84,11 @@ pub async fn client(relay: &Running, seed: u64) -> Link<TcpStream> {
         &mut rng,
     )
     .await
-    .unwrap()
+    .unwrap();
+    // Every link starts with a mailbox challenge from the relay.
+    let challenge = link.recv().await.unwrap();
+    assert_eq!(challenge.message_type(), MessageType::MailboxChallenge);
+    link
 }
 
 pub async fn ping(link: &mut Link<TcpStream>, nonce: u64) {
@@ -89,7 +96,11 @@ pub async fn ping(link: &mut Link<TcpStream>, nonce: u64) {
     link.send(&Frame::new(id, &Ping { nonce }).unwrap())
         .await
         .unwrap();
-    let answer = link.recv().await.unwrap();
+    let mut answer = link.recv().await.unwrap();
+    // A link's first frame from the relay is its mailbox challenge.
+    if answer.message_type() == MessageType::MailboxChallenge {
+        answer = link.recv().await.unwrap();
+    }
     assert_eq!(answer.message_type(), MessageType::Pong);
     assert_eq!(answer.decode_body::<Pong>().unwrap().nonce, nonce);
 }
