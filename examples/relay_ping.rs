@@ -47,6 +47,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     stream.set_nodelay(true)?;
     let mut link = link::connect(stream, &me, &relay_key, &Limits::default(), &mut OsRng).await?;
     println!("link established (Noise_XK_25519_ChaChaPoly_BLAKE2s)");
+    // The relay opens every link with a mailbox challenge; this client opens no mailbox.
+    let _challenge = link.recv().await?;
     for nonce in 1..=3 {
         let sent = tokio::time::Instant::now();
         link.send(&Frame::new(MessageId::random(&mut OsRng), &Ping { nonce })?)
