@@ -11,6 +11,13 @@
 //! - [`Limits`]: maximum frame size, handshake and idle timeouts, connections per IP and in
 //!   total, a per-link token bucket (frames/s and bytes/s); each has a default and a typed
 //!   error.
+//! - [`epoch`]: one-hour onion-key epochs; per-epoch X25519 onion keys (current and next held,
+//!   old ones dropped) feeding `zentalk_onion::OnionRelay`.
+//! - [`service`]: onion packets forwarded over pooled relay-to-relay links or delivered into
+//!   the mailbox store (zentalk-storage) and pushed to the connected owner; mailbox access by
+//!   challenge and signature; store-nothing transit receipts; the opt-in demo observation log.
+//! - [`directory`]: [`Directory`] (node id -> address, Noise key, onion keys) with a static and
+//!   a DHT-backed implementation; the relay publishes its signed descriptor in the DHT.
 //! - [`Relay`]: binds, accepts links, answers Ping with Pong, counts everything in
 //!   [`Metrics`] (Prometheus text on its own listener, loopback by default), and shuts down
 //!   gracefully. Logs never contain keys, nor client IPs unless
@@ -18,9 +25,7 @@
 //! - [`RelayKeys`]: the Ed25519 identity and the Noise static key, in one key file of mode
 //!   0600.
 //!
-//! Not built yet: onion forwarding, mailboxes, store-nothing mode, descriptor publishing in the
-//! DHT. A relay answers frames of those types with an Error frame (`ERROR_CODE_UNKNOWN_TYPE`)
-//! and keeps the link.
+//! Not built yet: SURB replies (dropped). See `docs/protocol/zentalk-relay.md`, section 9.
 //!
 //! ## Example
 //!
@@ -48,6 +53,7 @@
 //! let me = X25519Secret::generate(&mut OsRng);
 //! let stream = tokio::net::TcpStream::connect(addr).await?;
 //! let mut link = link::connect(stream, &me, &relay_key, &Limits::default(), &mut OsRng).await?;
+//! let _challenge = link.recv().await?; // every link opens with a mailbox challenge
 //! link.send(&Frame::new(MessageId::random(&mut OsRng), &Ping { nonce: 7 })?).await?;
 //! let pong: Pong = link.recv().await?.decode_body()?;
 //! assert_eq!(pong.nonce, 7);
