@@ -217,6 +217,9 @@ fn run(
             .map_err(io_err(Path::new("metrics listener")))?;
         println!("listening on {addr}");
         println!("metrics on {metrics_addr}");
+        if let Some(dht) = relay.dht_addr() {
+            println!("dht on {dht}");
+        }
         let _ = std::io::stdout().flush();
         let report = relay.run(shutdown).await?;
         tracing::info!(
