@@ -521,3 +521,54 @@ fn restored_stale_state_repairs_the_session_once() {
             .any(|e| matches!(e, Event::SessionRepairStarted { .. }))
     );
 }
+
+#[test]
+fn read_receipts_typing_and_presence_travel_encrypted() {
+    let mut net = Net::new(11);
+    let mut alice = net.client(1);
+    let mut bob = net.client(2);
+    let b = introduce(&mut net, &mut alice, &mut bob);
+    let a = alice.address();
+    let id = alice.send_text(&mut net.rng, &b, "read me", 0).unwrap();
+    net.settle(&mut alice, &mut bob, 0);
+    events(&mut alice);
+    events(&mut bob);
+    bob.send_control(&mut net.rng, &a, crate::Body::Typing(true))
+        .unwrap();
+    bob.send_control(&mut net.rng, &a, crate::Body::ReadReceipt(vec![id]))
+        .unwrap();
+    bob.send_control(&mut net.rng, &a, crate::Body::Presence(false))
+        .unwrap();
+    net.settle(&mut alice, &mut bob, 0);
+    let ev = events(&mut alice);
+    assert!(
+        ev.contains(&Event::Typing {
+            from: b,
+            typing: true
+        }),
+        "{ev:?}"
+    );
+    assert!(
+        ev.contains(&Event::Read {
+            by: b,
+            ids: vec![id]
+        }),
+        "{ev:?}"
+    );
+    assert!(
+        ev.contains(&Event::Presence {
+            from: b,
+            online: false
+        }),
+        "{ev:?}"
+    );
+    // Control messages are not sequenced and not retried.
+    assert!(alice.contacts().iter().all(|c| c.unacknowledged == 0));
+    bob.handle_timeout(&mut net.rng, 1_000_000).unwrap();
+    assert!(bob.poll_outgoing().is_none());
+    // A sequenced kind is refused as a control message.
+    assert!(
+        bob.send_control(&mut net.rng, &a, crate::Body::SessionReset)
+            .is_err()
+    );
+}
