@@ -48,6 +48,7 @@
 
 pub mod card;
 mod client;
+pub mod dht;
 pub mod directory;
 mod error;
 pub mod mailbox;

@@ -1,0 +1,77 @@
+//! Looking things up in the DHT: contact cards and relay descriptors.
+
+use zentalk_crypto::{CryptoRngCore, IdentityPublicKey, NodeId};
+use zentalk_dht::net::DhtHandle;
+use zentalk_dht::{PrekeyLocator, RelayDescriptor, prekey_period};
+
+use crate::{Client, ClientError, ContactCard, Directory, RelayEntry};
+
+/// Errors of DHT lookups.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LookupError {
+    /// The DHT driver failed.
+    #[error("dht: {0}")]
+    Net(#[from] zentalk_dht::net::NetError),
+    /// No record under the key.
+    #[error("not found in the DHT")]
+    NotFound,
+    /// The record did not open or verify.
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    /// The record did not validate.
+    #[error("record: {0}")]
+    Record(#[from] zentalk_dht::RecordError),
+}
+
+/// Publishes `client`'s contact card for the period containing `now_ms`; returns how many
+/// DHT nodes stored it. `sequence` must grow with every republication (the time in ms will do).
+pub async fn publish_card(
+    dht: &DhtHandle,
+    client: &mut Client,
+    rng: &mut impl CryptoRngCore,
+    now_ms: u64,
+    sequence: u64,
+) -> Result<usize, LookupError> {
+    let record = client.card_record(rng, now_ms, sequence)?;
+    Ok(dht.publish(record).await?)
+}
+
+/// Finds and verifies the contact card of `identity`.
+pub async fn fetch_card(
+    dht: &DhtHandle,
+    identity: &IdentityPublicKey,
+    now_ms: u64,
+) -> Result<ContactCard, LookupError> {
+    let locator = PrekeyLocator::new(identity, prekey_period(now_ms))?;
+    let record = dht
+        .find_value(locator.key())
+        .await?
+        .ok_or(LookupError::NotFound)?;
+    let card = ContactCard::from_bytes(&locator.open(&record, now_ms)?)?;
+    if card.bundle.identity_key != *identity {
+        return Err(LookupError::Client(ClientError::CardSignature));
+    }
+    Ok(card)
+}
+
+/// Builds a directory from the signed descriptors of `relays` found in the DHT; relays whose
+/// descriptor is missing or invalid are left out.
+pub async fn directory_from_dht(dht: &DhtHandle, relays: &[NodeId], now_ms: u64) -> Directory {
+    let mut dir = Directory::default();
+    for node in relays {
+        let Ok(Some(record)) = dht.find_value(*node).await else {
+            continue;
+        };
+        let Ok((identity, descriptor)) = RelayDescriptor::from_record(&record, now_ms) else {
+            continue;
+        };
+        if NodeId::of(&identity) != *node {
+            continue;
+        }
+        if let Some(entry) = RelayEntry::from_descriptor(&identity, &descriptor) {
+            dir.insert(entry);
+        }
+    }
+    dir
+}
