@@ -1,49 +1,28 @@
-//! `zentalk demo`: two clients talking through three onion relays, in one process.
+//! `zentalk demo`: two clients talking through five real relays, in one process.
 //!
-//! What is real here: identities, X3DH and the Double Ratchet, contact cards published to and
-//! found in a Kademlia DHT over UDP on 127.0.0.1 (blinded keys), fixed-size onion packets
-//! built by the client SDK and peeled by zentalk-onion relay state machines with their own
-//! epoch keys, per-contact mailbox handover, receipts, retries and ordering.
-//! What is not wired yet (printed as such): the TCP/Noise relay links and the relays' SQLite
-//! mailboxes; packets are handed between the in-process relays, and each mailbox is a queue
-//! held by the demo.
+//! Everything runs on 127.0.0.1: a Kademlia DHT over UDP (where Bob's contact card is
+//! published under its blinded key and found by Alice), five zentalk-relay relays (TCP, Noise
+//! XK links, onion forwarding over relay-to-relay links, SQLite mailboxes in a temporary
+//! directory, the opt-in demo observation log) and two zentalk-client engines driven by
+//! `net::sync_once`. The relays find each other through an in-process directory (not the
+//! DHT), and the clients' relay list comes from the same place; the demo says so.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand_core::OsRng;
+use zentalk_client::net::sync_once;
 use zentalk_client::{Client, ContactCard, Directory, Event, RelayEntry};
-use zentalk_crypto::{IdentityKeyPair, NodeId, X25519Secret};
+use zentalk_crypto::{Address, IdentityKeyPair, NodeId};
 use zentalk_dht::net::{DhtHandle, NetConfig, spawn};
 use zentalk_dht::{PrekeyLocator, prekey_period};
-use zentalk_onion::{DEFAULT_REPLAY_CAPACITY, MailboxId, OnionRelay, Processed};
+use zentalk_relay::epoch::epoch_at;
+use zentalk_relay::service::Peer;
+use zentalk_relay::{Limits, Relay, RelayConfig, RelayHandle, RelayKeys, StaticDirectory};
 
 type DemoResult<T> = Result<T, Box<dyn std::error::Error>>;
-
-/// One hop's view of one packet.
-struct Observation {
-    predecessor: String,
-    successor: String,
-    size: usize,
-}
-
-struct DemoRelay {
-    name: String,
-    node: NodeId,
-    onion: OnionRelay,
-    seen: Vec<Observation>,
-}
-
-struct World {
-    relays: Vec<DemoRelay>,
-    directory: Directory,
-    epoch: u32,
-    mailboxes: HashMap<MailboxId, Vec<Vec<u8>>>,
-    /// Packets in which one relay saw both the client link and the mailbox.
-    both_ends: usize,
-    packets: usize,
-}
 
 #[allow(clippy::disallowed_methods, reason = "the demo binary reads the clock")]
 fn unix_ms() -> u64 {
@@ -52,93 +31,12 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn short(n: &NodeId) -> String {
-    n.to_hex().chars().take(8).collect()
-}
-
-impl World {
-    fn name_of(&self, n: &NodeId) -> String {
-        self.relays
-            .iter()
-            .find(|r| r.node == *n)
-            .map_or_else(|| short(n), |r| r.name.clone())
-    }
-
-    /// Wraps and routes everything `c` has to send.
-    fn flush(&mut self, c: &mut Client, who: &str) -> DemoResult<()> {
-        let mut rng = OsRng;
-        while let Some(out) = c.poll_outgoing() {
-            let (packet, route) =
-                self.directory
-                    .wrap(&mut rng, &out.dest, self.epoch, &out.payload)?;
-            let names: Vec<String> = route.iter().map(|n| self.name_of(n)).collect();
-            println!(
-                "  {who} -> {} -> mailbox {}  ({} byte payload in a {} byte packet)",
-                names.join(" -> "),
-                &hexs(out.dest.mailbox.as_bytes())[..8],
-                out.payload.len(),
-                packet.packet.len()
-            );
-            self.packets += 1;
-            let mut predecessor = "client link".to_owned();
-            let (mut next, mut bytes) = (packet.first_hop, packet.packet.into_bytes());
-            loop {
-                let size = bytes.len();
-                let epoch = self.epoch;
-                let relay = self
-                    .relays
-                    .iter_mut()
-                    .find(|r| r.node == next)
-                    .ok_or("route names an unknown relay")?;
-                let me = relay.name.clone();
-                match relay.onion.process(&bytes, epoch)? {
-                    Processed::Forward { next_hop, packet } => {
-                        let succ = self.name_of(&next_hop);
-                        let relay = self
-                            .relays
-                            .iter_mut()
-                            .find(|r| r.node == next)
-                            .ok_or("relay vanished")?;
-                        relay.seen.push(Observation {
-                            predecessor: predecessor.clone(),
-                            successor: succ,
-                            size,
-                        });
-                        predecessor = me;
-                        (next, bytes) = (next_hop, packet.into_bytes());
-                    }
-                    Processed::Deliver { mailbox, message } => {
-                        if predecessor == "client link" {
-                            self.both_ends += 1;
-                        }
-                        relay.seen.push(Observation {
-                            predecessor: predecessor.clone(),
-                            successor: format!("mailbox {}", &hexs(mailbox.as_bytes())[..8]),
-                            size,
-                        });
-                        self.mailboxes.entry(mailbox).or_default().push(message);
-                        break;
-                    }
-                    Processed::Reply { .. } => return Err("unexpected reply packet".into()),
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// `c` empties its mailboxes; returns how many items it found.
-    fn fetch(&mut self, c: &mut Client, now: u64) -> DemoResult<usize> {
-        let mut rng = OsRng;
-        let ids: Vec<MailboxId> = c.mailboxes().iter().map(|m| m.id()).collect();
-        let mut n = 0;
-        for id in ids {
-            for p in self.mailboxes.remove(&id).unwrap_or_default() {
-                c.handle_delivery(&mut rng, &id, &p, now)?;
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the demo binary measures its own run time"
+)]
+fn start_clock() -> std::time::Instant {
+    std::time::Instant::now()
 }
 
 fn hexs(b: &[u8]) -> String {
@@ -148,44 +46,64 @@ fn hexs(b: &[u8]) -> String {
     })
 }
 
-fn report(c: &mut Client, me: &str, names: &HashMap<zentalk_crypto::Address, &str>) {
+fn short(n: &NodeId) -> String {
+    hexs(&n.as_bytes()[..4])
+}
+
+struct Names {
+    users: HashMap<Address, &'static str>,
+    relays: HashMap<NodeId, String>,
+}
+
+impl Names {
+    fn user(&self, a: &Address) -> &'static str {
+        self.users.get(a).copied().unwrap_or("?")
+    }
+
+    fn peer(&self, p: &Peer) -> String {
+        match p {
+            Peer::ClientLink => "client link".to_owned(),
+            Peer::Relay(n) => self.relays.get(n).cloned().unwrap_or_else(|| short(n)),
+            Peer::Mailbox(m) => format!("mailbox {}", hexs(m)),
+            other => other.to_string(),
+        }
+    }
+}
+
+fn report(c: &mut Client, me: &str, names: &Names) {
     while let Some(e) = c.poll_event() {
-        let name = |a: &zentalk_crypto::Address| names.get(a).copied().unwrap_or("?");
         match e {
             Event::Message {
                 from, seq, text, ..
             } => {
-                println!("  {me} reads #{seq} from {}: {text:?}", name(&from));
+                println!("  {me} reads #{seq} from {}: {text:?}", names.user(&from));
             }
-            Event::Delivered { to, id } => {
-                println!(
-                    "  {me}: delivery receipt from {} for {}",
-                    name(&to),
-                    &hexs(&id)[..8]
-                );
-            }
-            Event::ContactAdded { address } => {
-                println!(
-                    "  {me}: new contact {} wrote to the contact mailbox",
-                    name(&address)
-                );
-            }
-            Event::MailboxCreated { mailbox } => println!(
-                "  {me}: created a fresh mailbox {} for one contact (own key pair)",
-                &hexs(mailbox.mailbox.as_bytes())[..8]
+            Event::Delivered { to, id } => println!(
+                "  {me}: delivery receipt from {} for message {}",
+                names.user(&to),
+                hexs(&id[..4])
             ),
-            Event::GapDetected { from, first, last } => {
-                println!(
-                    "  {me}: messages #{first}..#{last} from {} are missing",
-                    name(&from)
-                );
-            }
-            Event::MessagesLost { from, first, last } => {
-                println!(
-                    "  {me}: messages #{first}..#{last} from {} were lost",
-                    name(&from)
-                );
-            }
+            Event::ContactAdded { address } => println!(
+                "  {me}: {} wrote to the contact mailbox (a new contact)",
+                names.user(&address)
+            ),
+            Event::MailboxCreated { mailbox } => println!(
+                "  {me}: created a fresh mailbox {} on {} for one contact (its own key pair)",
+                hexs(&mailbox.mailbox.as_bytes()[..4]),
+                names
+                    .relays
+                    .get(&mailbox.relay)
+                    .cloned()
+                    .unwrap_or_default()
+            ),
+            Event::GapDetected { from, first, last } => println!(
+                "  {me}: messages #{first}..#{last} from {} have not arrived yet",
+                names.user(&from)
+            ),
+            Event::MessagesLost { from, first, last } => println!(
+                "  {me}: messages #{first}..#{last} from {} were lost",
+                names.user(&from)
+            ),
             other => println!("  {me}: {other:?}"),
         }
     }
@@ -202,87 +120,120 @@ async fn dht_node(seed: Option<std::net::SocketAddr>) -> DemoResult<DhtHandle> {
 
 /// Errors are reported, never unwrapped: the demo is a user-facing command.
 pub(crate) fn run() -> DemoResult<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(run_async())
 }
 
-#[allow(
-    clippy::disallowed_methods,
-    reason = "the demo binary measures its own run time"
-)]
-fn start_clock() -> std::time::Instant {
-    std::time::Instant::now()
+struct Net {
+    dir: Directory,
+    epoch: u32,
+    limits: Limits,
+}
+
+impl Net {
+    /// One sync round of `c` (fetch its mailboxes, then send what it queued), then a pause
+    /// for packets to cross the relay-to-relay links.
+    async fn sync(&self, c: &mut Client, now: u64) -> DemoResult<zentalk_client::net::SyncReport> {
+        let r = sync_once(c, &self.dir, self.epoch, &self.limits, &mut OsRng, now).await?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok(r)
+    }
 }
 
 async fn run_async() -> DemoResult<()> {
     let started = start_clock();
     let mut rng = OsRng;
-    println!("ZenTalk demo: two clients, a DHT and five onion relays in one process.\n");
+    println!("ZenTalk demo: a DHT, five relays and two clients in one process, on 127.0.0.1.\n");
 
-    // DHT: a bootstrap node and four more nodes, real UDP on 127.0.0.1.
-    println!("[dht] Kademlia nodes on UDP 127.0.0.1");
+    println!("[dht] Kademlia nodes on UDP");
     let boot = dht_node(None).await?;
     let seed = boot.local_addr();
     let mut dht = vec![boot];
     for _ in 0..4 {
         dht.push(dht_node(Some(seed)).await?);
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    println!("  bootstrap node at {seed}, {} nodes in all", dht.len());
+    println!("  bootstrap node {seed}, {} nodes", dht.len());
 
-    // Relays: onion state machines with their own epoch keys.
-    let now = unix_ms();
-    let epoch = u32::try_from(now / 1000 / 3600)?;
-    let mut relays = Vec::new();
-    let mut entries = Vec::new();
+    println!("[relays] five zentalk-relay relays: TCP + Noise XK links, SQLite mailboxes");
+    let tmp = tempfile::tempdir()?;
+    let static_dir = Arc::new(StaticDirectory::new());
+    let mut handles: Vec<RelayHandle> = Vec::new();
+    let mut stops = Vec::new();
+    let mut tasks = Vec::new();
+    let mut relay_names = HashMap::new();
     for i in 0..5 {
-        let identity = IdentityKeyPair::generate(&mut rng);
-        let node = NodeId::of(&identity.public_key());
-        let key = X25519Secret::generate(&mut rng);
-        entries.push(RelayEntry {
-            node,
-            addr: "127.0.0.1:0".parse()?,
-            noise_key: [0; 32],
-            onion_keys: vec![(u64::from(epoch), key.public_key().to_bytes())],
-        });
-        let mut onion = OnionRelay::new(DEFAULT_REPLAY_CAPACITY / 64);
-        onion.insert_epoch_key(epoch, key)?;
-        relays.push(DemoRelay {
-            name: format!("relay{}", i + 1),
-            node,
-            onion,
-            seen: Vec::new(),
-        });
+        let config = RelayConfig {
+            listen_addr: "127.0.0.1:0".parse()?,
+            metrics_addr: "127.0.0.1:0".parse()?,
+            mailbox_path: tmp.path().join(format!("relay{}.sqlite", i + 1)),
+            demo_observe: true,
+            shutdown_grace: Duration::from_secs(1),
+            ..RelayConfig::default()
+        };
+        let dyn_dir: Arc<dyn zentalk_relay::Directory> = static_dir.clone();
+        let relay =
+            Relay::bind_with_directory(config, RelayKeys::generate(&mut rng), Some(dyn_dir))
+                .await?;
+        let h = relay.handle();
+        static_dir.insert(h.peer_info());
+        let name = format!("relay{}", i + 1);
+        println!(
+            "  {name} node {} listening on {}",
+            short(&h.node_id()),
+            h.peer_info().addr
+        );
+        relay_names.insert(h.node_id(), name);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tasks.push(tokio::spawn(async move {
+            relay
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        }));
+        handles.push(h);
+        stops.push(stop);
     }
-    let nodes: Vec<NodeId> = relays.iter().map(|r| r.node).collect();
-    println!("[relays] five onion relays, epoch {epoch}, one X25519 onion key each");
-    for r in &relays {
-        println!("  {} node id {}", r.name, short(&r.node));
-    }
-    let mut world = World {
-        relays,
-        directory: Directory::new(entries),
-        epoch,
-        mailboxes: HashMap::new(),
-        both_ends: 0,
-        packets: 0,
+    let entries: Vec<RelayEntry> = handles
+        .iter()
+        .map(|h| {
+            let p = h.peer_info();
+            RelayEntry {
+                node: p.node,
+                addr: p.addr,
+                noise_key: p.noise_key.to_bytes(),
+                onion_keys: p
+                    .onion_keys
+                    .iter()
+                    .map(|(e, k)| (u64::from(*e), k.to_bytes()))
+                    .collect(),
+            }
+        })
+        .collect();
+    let now = unix_ms();
+    let net = Net {
+        dir: Directory::new(entries),
+        epoch: epoch_at(now / 1000),
+        limits: Limits::default(),
     };
+    let nodes: Vec<NodeId> = handles.iter().map(RelayHandle::node_id).collect();
 
-    // Clients: contact mailboxes on relay1 (Alice) and relay2 (Bob).
     let mut alice = Client::new(&mut rng, nodes[0], nodes.clone());
     let mut bob = Client::new(&mut rng, nodes[1], nodes.clone());
-    let names: HashMap<_, _> = [(alice.address(), "alice"), (bob.address(), "bob")].into();
+    let names = Names {
+        users: [(alice.address(), "alice"), (bob.address(), "bob")].into(),
+        relays: relay_names,
+    };
     println!("\n[clients]");
-    println!("  alice address {}", alice.address());
-    println!("  bob   address {}", bob.address());
-
-    // Bob publishes his contact card; Alice finds it from his identity key alone.
+    println!("  alice {} (contact mailbox on relay1)", alice.address());
+    println!("  bob   {} (contact mailbox on relay2)", bob.address());
     let record = bob.card_record(&mut rng, now, 1)?;
     let stored = dht[2].publish(record.clone()).await?;
     println!(
-        "  bob's contact card (prekey bundle + contact mailbox, signed) stored on {stored} DHT nodes under blinded key {}",
+        "  bob's signed contact card stored on {stored} DHT nodes under blinded key {}",
         short(&record.key)
     );
     let locator = PrekeyLocator::new(&bob.identity_key(), prekey_period(now))?;
@@ -291,80 +242,92 @@ async fn run_async() -> DemoResult<()> {
         .await?
         .ok_or("bob's card was not found in the DHT")?;
     let card = ContactCard::from_bytes(&locator.open(&found, now)?)?;
-    println!("  alice found it in the DHT, opened it and checked both signatures");
+    println!("  alice found it from bob's identity key and verified both signatures");
     let b = alice.add_contact(&card);
+    let a = alice.address();
 
-    println!("\n[1] alice writes to bob (first to his contact mailbox, then to a fresh one)");
+    println!("\n[1] alice writes to bob");
     for text in [
         "hi bob",
-        "this went through three relays",
-        "none saw both ends",
+        "this crossed three relays",
+        "none of them saw both ends",
     ] {
         alice.send_text(&mut rng, &b, text, now)?;
     }
-    world.flush(&mut alice, "alice")?;
-    world.fetch(&mut bob, now)?;
-    report(&mut bob, "bob", &names);
-    world.flush(&mut bob, "bob")?;
-    world.fetch(&mut alice, now)?;
-    report(&mut alice, "alice", &names);
-    world.flush(&mut alice, "alice")?;
-    world.fetch(&mut bob, now)?;
-    report(&mut bob, "bob", &names);
+    for _ in 0..3 {
+        net.sync(&mut alice, now).await?;
+        report(&mut alice, "alice", &names);
+        net.sync(&mut bob, now).await?;
+        report(&mut bob, "bob", &names);
+    }
 
     println!("\n[2] bob answers");
-    let a = alice.address();
     bob.send_text(&mut rng, &a, "hi alice, got all three", now)?;
-    world.flush(&mut bob, "bob")?;
-    world.fetch(&mut alice, now)?;
-    report(&mut alice, "alice", &names);
-    world.flush(&mut alice, "alice")?;
-    world.fetch(&mut bob, now)?;
-    report(&mut bob, "bob", &names);
+    for _ in 0..2 {
+        net.sync(&mut bob, now).await?;
+        report(&mut bob, "bob", &names);
+        net.sync(&mut alice, now).await?;
+        report(&mut alice, "alice", &names);
+    }
 
     println!("\n[3] bob goes offline; alice keeps writing");
     for text in ["are you there?", "I'll wait"] {
         alice.send_text(&mut rng, &b, text, now)?;
     }
-    world.flush(&mut alice, "alice")?;
-    let waiting: usize = bob
-        .mailboxes()
-        .iter()
-        .map(|m| world.mailboxes.get(&m.id()).map_or(0, Vec::len))
-        .sum();
-    println!("  {waiting} items wait in bob's mailboxes");
+    let r = net.sync(&mut alice, now).await?;
+    println!(
+        "  alice handed {} packets to first hops; bob's mailbox relays keep them",
+        r.sent
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
     println!("  bob comes back");
-    let n = world.fetch(&mut bob, now)?;
-    println!("  bob fetched {n} items");
+    let r = net.sync(&mut bob, now).await?;
+    println!("  bob fetched {} items from his mailboxes", r.fetched);
     report(&mut bob, "bob", &names);
-    world.flush(&mut bob, "bob")?;
-    world.fetch(&mut alice, now)?;
-    report(&mut alice, "alice", &names);
+    for _ in 0..2 {
+        net.sync(&mut alice, now).await?;
+        report(&mut alice, "alice", &names);
+        net.sync(&mut bob, now).await?;
+        report(&mut bob, "bob", &names);
+    }
 
-    println!("\n[what each relay saw] (predecessor -> successor, packet size)");
-    for r in &world.relays {
-        println!("  {} ({} packets)", r.name, r.seen.len());
-        for o in &r.seen {
+    println!("\n[what each relay saw] predecessor -> successor, packet size");
+    let (mut packets, mut both, mut sizes) = (0usize, 0usize, std::collections::BTreeSet::new());
+    for h in &handles {
+        let obs = h.observations();
+        let name = names.relays.get(&h.node_id()).cloned().unwrap_or_default();
+        println!("  {name}: {} packets", obs.len());
+        for o in &obs {
             println!(
                 "    {:>11} -> {:<16} {} bytes",
-                o.predecessor, o.successor, o.size
+                names.peer(&o.predecessor),
+                names.peer(&o.successor),
+                o.packet_len
             );
+            sizes.insert(o.packet_len);
+            if matches!(o.successor, Peer::Mailbox(_)) {
+                packets += 1;
+            }
+            if matches!(o.predecessor, Peer::ClientLink) && matches!(o.successor, Peer::Mailbox(_))
+            {
+                both += 1;
+            }
         }
     }
-    let sizes: std::collections::BTreeSet<usize> = world
-        .relays
-        .iter()
-        .flat_map(|r| r.seen.iter().map(|o| o.size))
-        .collect();
     println!(
-        "\n  {} packets; packet sizes seen: {:?}; packets in which one relay saw both the client link and the mailbox: {}",
-        world.packets, sizes, world.both_ends
+        "\n  {packets} packets delivered to mailboxes; packet sizes seen {sizes:?}; \
+         relay observations with both a client link and a mailbox: {both}"
     );
     println!(
-        "\nNot wired into this demo yet: TCP/Noise links between clients and relays and the relays' SQLite mailboxes \
-(packets are handed between the in-process relays; mailboxes are queues held by the demo), and relay descriptors in the DHT \
-(the client's directory is built in-process)."
+        "\nNot used in this demo: relay descriptors in the DHT (relays and clients share an \
+         in-process directory), mailbox pushes (clients fetch in rounds)."
     );
+    for s in stops {
+        let _ = s.send(());
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
     println!("Finished in {} ms.", started.elapsed().as_millis());
     Ok(())
 }
