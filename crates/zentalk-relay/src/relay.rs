@@ -373,6 +373,7 @@ impl Relay {
         }
         let cut = links.len();
         links.shutdown().await;
+        shared.close_peer_links();
         // Finish deliveries in flight (each returns once its item is durable).
         let permits = u32::try_from(service::MAX_DELIVERIES_IN_FLIGHT).unwrap_or(u32::MAX);
         let _ = tokio::time::timeout(

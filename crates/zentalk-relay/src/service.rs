@@ -224,6 +224,14 @@ impl Shared {
         Ok(keys.rotate(now_secs, rng, &mut onion)?.changed())
     }
 
+    /// Closes every pooled relay-to-relay link (their tasks send what is queued, then end).
+    pub(crate) fn close_peer_links(&self) {
+        self.peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     /// The semaphore bounding deliveries in flight.
     pub(crate) fn deliveries(&self) -> &Arc<Semaphore> {
         &self.deliveries
@@ -465,12 +473,14 @@ impl Shared {
                 }
             };
             let mut sent = false;
+            let mut counted = false;
             for _attempt in 0..2 {
                 if link.is_none() {
                     match self.open_peer_link(peer, &mut rng).await {
                         Ok(l) => link = Some(l),
                         Err(reason) => {
                             self.metrics.packet_dropped(reason);
+                            counted = true;
                             break;
                         }
                     }
@@ -491,7 +501,7 @@ impl Shared {
             if sent {
                 self.metrics.packet_forwarded();
                 self.metrics.frame_sent();
-            } else if link.is_some() {
+            } else if !counted {
                 self.metrics.packet_dropped("next_hop_unreachable");
             }
         }

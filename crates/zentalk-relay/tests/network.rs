@@ -629,3 +629,59 @@ async fn relays_publish_descriptors_and_find_next_hops_in_the_dht() {
         n.stop().await;
     }
 }
+
+#[tokio::test]
+async fn unknown_and_unreachable_next_hops_are_dropped_and_counted() {
+    println!("seed {:#x}", SEED + 60);
+    let mut rng = ChaCha20Rng::seed_from_u64(SEED + 60);
+    let dir = Arc::new(StaticDirectory::new());
+    let a = start(SEED + 61, &dir, false).await;
+    let epoch = current_epoch();
+    let a_info = a.handle.peer_info();
+    let ghost_key = X25519Secret::generate(&mut rng);
+    let a_hop: Hop = Hop {
+        node: a_info.node,
+        onion_key: a_info.onion_key(epoch).unwrap(),
+        epoch,
+    };
+    let ghost = |node: NodeId| Hop {
+        node,
+        onion_key: ghost_key.public_key(),
+        epoch,
+    };
+    let mailbox = MailboxId::from_bytes([5; 32]);
+    let (mut sender, _) = connect(&a.handle, &mut rng).await;
+    let am = a.handle.metrics();
+
+    // A next hop no directory knows.
+    let unknown = NodeId::from_bytes([0xee; 32]);
+    let p = build_packet(&mut rng, &[a_hop.clone(), ghost(unknown)], mailbox, b"?").unwrap();
+    send_packet(&mut sender, &mut rng, p.packet.as_bytes()).await;
+    wait_until("unknown_next_hop", || {
+        am.packets_dropped("unknown_next_hop") == 1
+    })
+    .await;
+
+    // A next hop whose address accepts nothing.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = closed.local_addr().unwrap();
+    drop(closed);
+    let dead = NodeId::from_bytes([0xdd; 32]);
+    dir.insert(zentalk_relay::PeerInfo {
+        node: dead,
+        addr: dead_addr,
+        noise_key: X25519Secret::generate(&mut rng).public_key(),
+        onion_keys: Vec::new(),
+        capabilities: zentalk_dht::Capabilities::MAILBOX,
+    });
+    let p = build_packet(&mut rng, &[a_hop, ghost(dead)], mailbox, b"?").unwrap();
+    send_packet(&mut sender, &mut rng, p.packet.as_bytes()).await;
+    wait_until("next_hop_unreachable", || {
+        am.packets_dropped("next_hop_unreachable") == 1
+    })
+    .await;
+    assert_eq!(am.packets_forwarded(), 0);
+    // The client's link is unaffected.
+    sync(&mut sender, &mut rng).await;
+    a.stop().await;
+}
