@@ -100,33 +100,43 @@ async fn two_clients_through_five_real_relays() {
     let b = alice.add_contact(&card);
     let a = alice.address();
 
-    // Deliveries cross relay-to-relay links asynchronously: sync a few rounds with a pause.
-    async fn rounds(
+    // Deliveries cross relay-to-relay links asynchronously: sync in rounds until the
+    // expected texts arrived (bounded: 100 rounds of about 20 ms, so a loaded machine is
+    // given time and a real loss still fails the test).
+    async fn until_texts(
         x: &mut Client,
         y: &mut Client,
-        dir: &Directory,
-        epoch: u32,
-        limits: &Limits,
+        want: usize,
+        net: (&Directory, u32, &Limits),
         rng: &mut ChaCha20Rng,
         now: u64,
-    ) {
-        for _ in 0..4 {
+    ) -> Vec<String> {
+        let (dir, epoch, limits) = net;
+        let mut got = Vec::new();
+        for _ in 0..100 {
             sync_once(x, dir, epoch, limits, rng, now).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(60)).await;
             sync_once(y, dir, epoch, limits, rng, now).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(60)).await;
+            got.extend(texts(y));
+            let settled = x.contacts().iter().all(|c| c.unacknowledged == 0)
+                && y.contacts().iter().all(|c| c.unacknowledged == 0);
+            if got.len() >= want && settled {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        got
     }
+    let n = (&dir, epoch, &limits);
 
     for i in 0..3 {
         alice.send_text(&mut rng, &b, &format!("a{i}"), 0).unwrap();
     }
-    rounds(&mut alice, &mut bob, &dir, epoch, &limits, &mut rng, 0).await;
-    assert_eq!(texts(&mut bob), ["a0", "a1", "a2"]);
+    let got = until_texts(&mut alice, &mut bob, 3, n, &mut rng, 0).await;
+    assert_eq!(got, ["a0", "a1", "a2"]);
     bob.send_text(&mut rng, &a, "b0", 0).unwrap();
     bob.send_text(&mut rng, &a, "b1", 0).unwrap();
-    rounds(&mut bob, &mut alice, &dir, epoch, &limits, &mut rng, 0).await;
-    assert_eq!(texts(&mut alice), ["b0", "b1"]);
+    let got = until_texts(&mut bob, &mut alice, 2, n, &mut rng, 0).await;
+    assert_eq!(got, ["b0", "b1"]);
 
     // Bob offline while Alice writes; then he syncs and finds everything, once, in order.
     for i in 3..6 {
@@ -136,9 +146,8 @@ async fn two_clients_through_five_real_relays() {
         .await
         .unwrap();
     assert_eq!(r.send_failures, 0);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    rounds(&mut bob, &mut alice, &dir, epoch, &limits, &mut rng, 20).await;
-    assert_eq!(texts(&mut bob), ["a3", "a4", "a5"]);
+    let got = until_texts(&mut alice, &mut bob, 3, n, &mut rng, 20).await;
+    assert_eq!(got, ["a3", "a4", "a5"]);
     assert!(alice.contacts().iter().all(|c| c.unacknowledged == 0));
     assert!(bob.contacts().iter().all(|c| c.unacknowledged == 0));
 
