@@ -138,8 +138,33 @@ impl Net {
     /// for packets to cross the relay-to-relay links.
     async fn sync(&self, c: &mut Client, now: u64) -> DemoResult<zentalk_client::net::SyncReport> {
         let r = sync_once(c, &self.dir, self.epoch, &self.limits, &mut OsRng, now).await?;
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
         Ok(r)
+    }
+
+    /// Sync rounds of `x` then `y` until neither has unacknowledged messages (at most
+    /// `MAX_ROUNDS`, so a lost packet cannot hang the demo).
+    async fn settle(
+        &self,
+        x: (&mut Client, &str),
+        y: (&mut Client, &str),
+        names: &Names,
+        now: u64,
+    ) -> DemoResult<()> {
+        const MAX_ROUNDS: usize = 100;
+        let ((x, xn), (y, yn)) = (x, y);
+        for _ in 0..MAX_ROUNDS {
+            self.sync(x, now).await?;
+            report(x, xn, names);
+            self.sync(y, now).await?;
+            report(y, yn, names);
+            let idle = |c: &Client| c.contacts().iter().all(|k| k.unacknowledged == 0);
+            if idle(x) && idle(y) {
+                return Ok(());
+            }
+        }
+        println!("  (still unacknowledged after {MAX_ROUNDS} rounds; retries continue)");
+        Ok(())
     }
 }
 
@@ -254,21 +279,13 @@ async fn run_async() -> DemoResult<()> {
     ] {
         alice.send_text(&mut rng, &b, text, now)?;
     }
-    for _ in 0..3 {
-        net.sync(&mut alice, now).await?;
-        report(&mut alice, "alice", &names);
-        net.sync(&mut bob, now).await?;
-        report(&mut bob, "bob", &names);
-    }
+    net.settle((&mut alice, "alice"), (&mut bob, "bob"), &names, now)
+        .await?;
 
     println!("\n[2] bob answers");
     bob.send_text(&mut rng, &a, "hi alice, got all three", now)?;
-    for _ in 0..2 {
-        net.sync(&mut bob, now).await?;
-        report(&mut bob, "bob", &names);
-        net.sync(&mut alice, now).await?;
-        report(&mut alice, "alice", &names);
-    }
+    net.settle((&mut bob, "bob"), (&mut alice, "alice"), &names, now)
+        .await?;
 
     println!("\n[3] bob goes offline; alice keeps writing");
     for text in ["are you there?", "I'll wait"] {
@@ -284,12 +301,8 @@ async fn run_async() -> DemoResult<()> {
     let r = net.sync(&mut bob, now).await?;
     println!("  bob fetched {} items from his mailboxes", r.fetched);
     report(&mut bob, "bob", &names);
-    for _ in 0..2 {
-        net.sync(&mut alice, now).await?;
-        report(&mut alice, "alice", &names);
-        net.sync(&mut bob, now).await?;
-        report(&mut bob, "bob", &names);
-    }
+    net.settle((&mut bob, "bob"), (&mut alice, "alice"), &names, now)
+        .await?;
 
     println!("\n[what each relay saw] predecessor -> successor, packet size");
     let (mut packets, mut both, mut sizes) = (0usize, 0usize, std::collections::BTreeSet::new());
