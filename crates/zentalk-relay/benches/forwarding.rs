@@ -2,7 +2,7 @@
 //!
 //! * `onion_process`: `OnionRelay::process` on distinct pre-built packets, one thread: the
 //!   per-hop ceiling of one core.
-//! * `relay_forward`: a client sends the same number of distinct packets over one Noise link
+//! * `relay_forward`: clients send the same number of distinct packets over 1 (or 4) Noise links
 //!   to relay A (in process, tokio with 2 worker threads); A peels its layer and forwards each
 //!   over its pooled Noise link to a sink that only decrypts and counts frames. Time from the
 //!   first send to the sink's last frame. The per-link rate limit is raised for the run.
@@ -82,7 +82,7 @@ fn onion_process_rate(rng: &mut ChaCha20Rng, epoch: u32) -> f64 {
     PACKETS as f64 / t.elapsed().as_secs_f64()
 }
 
-async fn relay_forward_rate(rng: &mut ChaCha20Rng, epoch: u32) -> f64 {
+async fn relay_forward_rate(rng: &mut ChaCha20Rng, epoch: u32, links: usize) -> f64 {
     let limits = Limits {
         rate_frames_per_sec: 10_000_000,
         rate_bytes_per_sec: 1 << 34,
@@ -113,7 +113,9 @@ async fn relay_forward_rate(rng: &mut ChaCha20Rng, epoch: u32) -> f64 {
             .unwrap();
         let mut n = 0;
         while n < PACKETS {
-            l.recv().await.unwrap();
+            if l.recv().await.is_err() {
+                return;
+            }
             n += 1;
         }
         let _ = done_tx.send(now());
@@ -133,6 +135,7 @@ async fn relay_forward_rate(rng: &mut ChaCha20Rng, epoch: u32) -> f64 {
         .await
         .unwrap();
     let info = relay.handle().peer_info();
+    let metrics = relay.metrics();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(relay.run(async {
         let _ = stopped.await;
@@ -160,21 +163,42 @@ async fn relay_forward_rate(rng: &mut ChaCha20Rng, epoch: u32) -> f64 {
             .unwrap()
         })
         .collect();
-    let me = X25519Secret::generate(rng);
-    let stream = TcpStream::connect(info.addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let mut client = link::connect(stream, &me, &info.noise_key, &limits, rng)
-        .await
-        .unwrap();
-    let _challenge = client.recv().await.unwrap();
-    let t = now();
-    for f in &frames {
-        client.send(f).await.unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..links {
+        let me = X25519Secret::generate(rng);
+        let stream = TcpStream::connect(info.addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut client = link::connect(stream, &me, &info.noise_key, &limits, rng)
+            .await
+            .unwrap();
+        let _challenge = client.recv().await.unwrap();
+        clients.push(client);
     }
-    let end = tokio::time::timeout(Duration::from_secs(60), done_rx)
-        .await
-        .expect("sink received every packet within 60 s")
-        .unwrap();
+    let per_link = PACKETS.div_ceil(links);
+    let mut chunks: Vec<Vec<Frame>> = frames.chunks(per_link).map(<[Frame]>::to_vec).collect();
+    let t = now();
+    let mut senders = Vec::new();
+    for mut client in clients {
+        let chunk = chunks.pop().unwrap_or_default();
+        senders.push(tokio::spawn(async move {
+            for f in &chunk {
+                client.send(f).await.unwrap();
+            }
+            client
+        }));
+    }
+    let Ok(Ok(end)) = tokio::time::timeout(Duration::from_secs(20), done_rx).await else {
+        println!(
+            "{links} links: sink did not get every packet: forwarded {}, dropped queue_full {}, dropped total {}",
+            metrics.packets_forwarded(),
+            metrics.packets_dropped("queue_full"),
+            metrics.packets_dropped_total()
+        );
+        return 0.0;
+    };
+    for s in senders {
+        let _ = s.await;
+    }
     let _ = stop.send(());
     let _ = running.await;
     PACKETS as f64 / (end - t).as_secs_f64()
@@ -191,13 +215,20 @@ fn main() {
         .unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(0xbe_4c);
     let epoch = current_epoch();
-    let (mut onion, mut relay) = (Vec::new(), Vec::new());
+    let (mut onion, mut relay, mut relay4) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..RUNS {
         onion.push(onion_process_rate(&mut rng, epoch));
-        relay.push(rt.block_on(relay_forward_rate(&mut rng, epoch)));
+        relay.push(rt.block_on(relay_forward_rate(&mut rng, epoch, 1)));
+        relay4.push(rt.block_on(relay_forward_rate(&mut rng, epoch, 4)));
     }
-    let (o, r) = (median(onion), median(relay));
-    println!("onion_process (1 core)          {o:>10.0} packets/s");
-    println!("relay_forward (Noise in + out)  {r:>10.0} packets/s");
-    println!("ratio relay/onion               {:>10.2}", r / o);
+    let (o, r, r4) = (median(onion), median(relay), median(relay4));
+    println!("onion_process (1 core)               {o:>10.0} packets/s");
+    println!(
+        "relay_forward, 1 inbound link        {r:>10.0} packets/s  ratio {:.2}",
+        r / o
+    );
+    println!(
+        "relay_forward, 4 inbound links       {r4:>10.0} packets/s  ratio {:.2}",
+        r4 / o
+    );
 }

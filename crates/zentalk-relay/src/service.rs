@@ -51,9 +51,13 @@ pub const TRANSIT_TIME_GRANULARITY_SECS: u64 = 60;
 /// Length of a mailbox challenge nonce.
 pub const CHALLENGE_NONCE_LEN: usize = 32;
 
-/// Packets waiting for one peer relay's link; further packets to that peer are dropped
-/// (reason `queue_full`) until it drains.
+/// Packets waiting for one peer relay's link; when it is full, forwarding waits up to
+/// [`PEER_QUEUE_WAIT`] for room, then drops (reason `queue_full`).
 pub const PEER_QUEUE_CAPACITY: usize = 1024;
+
+/// How long forwarding waits for room in a full peer queue before dropping the packet
+/// (`queue_full`). While it waits, the inbound link is not read (backpressure).
+pub const PEER_QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 /// Most relay-to-relay links kept open at once; a packet for a further peer is dropped
 /// (reason `too_many_peers`).
@@ -307,7 +311,7 @@ impl Shared {
                         debug!(error = %e, "transit receipt not recorded");
                     }
                 }
-                self.forward(next_hop, Bytes::from(out.into_bytes()));
+                self.forward(next_hop, Bytes::from(out.into_bytes())).await;
             }
             Ok(Processed::Deliver { mailbox, message }) => {
                 self.observe(
@@ -404,23 +408,30 @@ impl Shared {
         }
     }
 
-    /// Queues `packet` for relay `next`, opening a pooled link to it if none is open.
-    fn forward(self: &Arc<Self>, next: NodeId, packet: Bytes) {
-        let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(tx) = peers.get(&next) {
-            match tx.try_send(packet) {
-                Ok(()) => return,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.metrics.packet_dropped("queue_full");
-                    return;
-                }
-                Err(mpsc::error::TrySendError::Closed(p)) => {
+    /// Queues `packet` for relay `next`, opening a pooled link to it if none is open. When
+    /// that peer's queue is full the caller waits (backpressure on the inbound link) up to
+    /// [`PEER_QUEUE_WAIT`], then the packet is dropped (`queue_full`).
+    async fn forward(self: &Arc<Self>, next: NodeId, packet: Bytes) {
+        let tx = {
+            let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+            match peers.get(&next) {
+                Some(tx) if !tx.is_closed() => tx.clone(),
+                _ => {
                     peers.remove(&next);
-                    return self.spawn_peer(&mut peers, next, p);
+                    return self.spawn_peer(&mut peers, next, packet);
                 }
             }
+        };
+        match tokio::time::timeout(PEER_QUEUE_WAIT, tx.send(packet)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(mpsc::error::SendError(p))) => {
+                // The peer task ended between the lookup and the send: start a new one.
+                let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+                peers.remove(&next);
+                self.spawn_peer(&mut peers, next, p);
+            }
+            Err(_) => self.metrics.packet_dropped("queue_full"),
         }
-        self.spawn_peer(&mut peers, next, packet);
     }
 
     fn spawn_peer(
