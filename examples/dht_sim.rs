@@ -97,7 +97,16 @@ fn main() {
     let a = parse();
     println!(
         "dht_sim: nodes={} seed={} lookups={} records={} dead={} malicious={} ({:?}) paths={} alpha={} loss={}",
-        a.nodes, a.seed, a.lookups, a.records, a.dead, a.malicious, a.behavior, a.paths, a.alpha, a.loss
+        a.nodes,
+        a.seed,
+        a.lookups,
+        a.records,
+        a.dead,
+        a.malicious,
+        a.behavior,
+        a.paths,
+        a.alpha,
+        a.loss
     );
     // Bootstrap on one path (cheap); lookups then use `--paths`.
     let node = Config {
@@ -119,7 +128,9 @@ fn main() {
     let mut sim = Sim::new(cfg).expect("valid config");
     sim.bootstrap_all();
     let boot = t0.elapsed();
-    let table: usize = (0..sim.len()).map(|i| sim.node(i).unwrap().routing_table().len()).sum();
+    let table: usize = (0..sim.len())
+        .map(|i| sim.node(i).unwrap().routing_table().len())
+        .sum();
     println!(
         "bootstrap: {:.1} s wall, {} messages, mean routing table {:.0} entries",
         boot.as_secs_f64(),
@@ -219,7 +230,12 @@ fn main() {
                         v_hops.push(stats.hops);
                     }
                 }
-                Event::NodesFound { query, contacts, stats, .. } => {
+                Event::NodesFound {
+                    query,
+                    contacts,
+                    stats,
+                    ..
+                } => {
                     n_tot += 1;
                     n_msgs.push(stats.requests);
                     let t = targets.remove(&(i, query));

@@ -17,7 +17,11 @@ struct Relay {
 }
 
 fn short(bytes: &[u8]) -> String {
-    bytes[..4].iter().map(|b| format!("{b:02x}")).collect::<String>() + ".."
+    bytes[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        + ".."
 }
 
 /// Delivers a packet hop by hop, printing what each relay learns.
@@ -81,13 +85,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let route = select_route(&mut rng, &directory, 3, &directory[2], &UniformWeight)?;
     let names: Vec<_> = route
         .iter()
-        .map(|h| relays.iter().find(|r| r.node == h.node).map_or("?", |r| r.name))
+        .map(|h| {
+            relays
+                .iter()
+                .find(|r| r.node == h.node)
+                .map_or("?", |r| r.name)
+        })
         .collect();
-    println!("route: {}  (every packet is {PACKET_LEN} bytes)", names.join(" -> "));
+    println!(
+        "route: {}  (every packet is {PACKET_LEN} bytes)",
+        names.join(" -> ")
+    );
 
     // Alice encloses a reply block for Bob: a route back to her own mailbox at relay-A.
     let mut store = ReplyKeyStore::new(DEFAULT_MAX_PENDING_SURBS);
-    let back = vec![directory[2].clone(), directory[1].clone(), directory[0].clone()];
+    let back = vec![
+        directory[2].clone(),
+        directory[1].clone(),
+        directory[0].clone(),
+    ];
     let (_, surb) = store.create_surb(&mut rng, &back)?;
     let mut message = b"hi Bob, answer with the enclosed block: ".to_vec();
     message.extend_from_slice(&surb.to_bytes());
@@ -96,7 +112,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = zentalk_onion::build_packet(&mut rng, &route, mailbox, &message)?;
     let first_copy = out.packet.clone();
     match run(&mut relays, out.first_hop, out.packet.into_bytes(), epoch)? {
-        Processed::Deliver { mailbox: m, message } => {
+        Processed::Deliver {
+            mailbox: m,
+            message,
+        } => {
             println!(
                 "  -> delivered to mailbox {} ({} bytes; end-to-end ciphertext in real use)",
                 short(m.as_bytes()),
@@ -109,7 +128,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 short(surb.first_hop().as_bytes())
             );
             let reply = surb.into_reply(b"hi Alice")?;
-            match run(&mut relays, reply.first_hop, reply.packet.into_bytes(), epoch)? {
+            match run(
+                &mut relays,
+                reply.first_hop,
+                reply.packet.into_bytes(),
+                epoch,
+            )? {
                 Processed::Reply { surb_id, payload } => {
                     let text = store.open_reply(&surb_id, &payload)?;
                     println!(

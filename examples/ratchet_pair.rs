@@ -33,7 +33,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Bob replies: a fresh ratchet key (DH step).
     let reply = b.encrypt(&mut rng, b"Hello Alice!")?.to_bytes();
-    println!("Alice reads: {}", String::from_utf8_lossy(&a.decrypt(&Message::from_bytes(&reply)?)?));
+    println!(
+        "Alice reads: {}",
+        String::from_utf8_lossy(&a.decrypt(&Message::from_bytes(&reply)?)?)
+    );
 
     // Alice sends three messages; the network delivers them as 3, 1, 2.
     let sent: Vec<Vec<u8>> = ["one", "two", "three"]
@@ -42,7 +45,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<_, _>>()?;
     for i in [2, 0, 1] {
         let text = b.decrypt(&Message::from_bytes(&sent[i])?)?;
-        println!("Bob reads (out of order): {}", String::from_utf8_lossy(&text));
+        println!(
+            "Bob reads (out of order): {}",
+            String::from_utf8_lossy(&text)
+        );
     }
     // A replay is refused and changes nothing.
     match b.decrypt(&Message::from_bytes(&sent[0])?) {
@@ -53,10 +59,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Bob stores his session encrypted under a 32-byte key, restores it, and carries on.
     let pickle_key = [0x24u8; 32];
     let stored = b.pickle(&mut rng, &pickle_key);
-    println!("Bob's pickle: {} bytes (version {}, encrypted)", stored.len(), stored[0]);
+    println!(
+        "Bob's pickle: {} bytes (version {}, encrypted)",
+        stored.len(),
+        stored[0]
+    );
     let mut b = Session::from_pickle(&stored, &pickle_key)?;
-    let late = b.encrypt(&mut rng, b"Still here after a restart.")?.to_bytes();
-    println!("Alice reads: {}", String::from_utf8_lossy(&a.decrypt(&Message::from_bytes(&late)?)?));
+    let late = b
+        .encrypt(&mut rng, b"Still here after a restart.")?
+        .to_bytes();
+    println!(
+        "Alice reads: {}",
+        String::from_utf8_lossy(&a.decrypt(&Message::from_bytes(&late)?)?)
+    );
     Ok(())
 }
 
