@@ -15,7 +15,6 @@ impl<const N: usize> SecretBytes<N> {
 
     /// Copies the secret from a slice. Errors if the slice has the wrong length.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, crate::CryptoError> {
-        let mut b = Box::new([0u8; N]);
         if bytes.len() != N {
             return Err(crate::CryptoError::InvalidLength {
                 what: "secret",
@@ -23,6 +22,7 @@ impl<const N: usize> SecretBytes<N> {
                 found: bytes.len(),
             });
         }
+        let mut b = Box::new([0u8; N]);
         b.copy_from_slice(bytes);
         Ok(Self(b))
     }

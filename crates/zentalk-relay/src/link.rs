@@ -312,26 +312,11 @@ where
 {
     let mut io = MessageIo::new(stream);
     let mut buf = [0u8; HANDSHAKE_MSG3_LEN];
-    let n = hs
-        .write_message(&[], &mut buf)
-        .map_err(LinkError::Handshake)?;
-    io.write_message(&buf[..n]).await?;
-    let msg2 = io
-        .read_message(HANDSHAKE_MSG2_LEN, |found| {
-            length_error(2, HANDSHAKE_MSG2_LEN, found)
-        })
-        .await?;
-    check_len(2, HANDSHAKE_MSG2_LEN, msg2.len())?;
     let mut payload = [0u8; HANDSHAKE_MSG3_LEN];
-    let p = hs
-        .read_message(msg2, &mut payload)
-        .map_err(LinkError::Handshake)?;
+    write_handshake(&mut io, &mut hs, &mut buf).await?;
+    let p = read_handshake(&mut io, &mut hs, 2, HANDSHAKE_MSG2_LEN, &mut payload).await?;
     debug_assert_eq!(p, 0, "length check admits only empty payloads");
-    io.consume();
-    let n = hs
-        .write_message(&[], &mut buf)
-        .map_err(LinkError::Handshake)?;
-    io.write_message(&buf[..n]).await?;
+    write_handshake(&mut io, &mut hs, &mut buf).await?;
     Link::finish(io, hs, limits)
 }
 
@@ -345,30 +330,47 @@ where
 {
     let mut io = MessageIo::new(stream);
     let mut payload = [0u8; HANDSHAKE_MSG3_LEN];
-    let msg1 = io
-        .read_message(HANDSHAKE_MSG1_LEN, |found| {
-            length_error(1, HANDSHAKE_MSG1_LEN, found)
-        })
-        .await?;
-    check_len(1, HANDSHAKE_MSG1_LEN, msg1.len())?;
-    hs.read_message(msg1, &mut payload)
-        .map_err(LinkError::Handshake)?;
-    io.consume();
+    read_handshake(&mut io, &mut hs, 1, HANDSHAKE_MSG1_LEN, &mut payload).await?;
     let mut buf = [0u8; HANDSHAKE_MSG2_LEN];
-    let n = hs
-        .write_message(&[], &mut buf)
-        .map_err(LinkError::Handshake)?;
-    io.write_message(&buf[..n]).await?;
-    let msg3 = io
-        .read_message(HANDSHAKE_MSG3_LEN, |found| {
-            length_error(3, HANDSHAKE_MSG3_LEN, found)
-        })
+    write_handshake(&mut io, &mut hs, &mut buf).await?;
+    read_handshake(&mut io, &mut hs, 3, HANDSHAKE_MSG3_LEN, &mut payload).await?;
+    Link::finish(io, hs, limits)
+}
+
+/// Writes our next handshake message (empty payload) into `buf` and sends it.
+async fn write_handshake<S>(
+    io: &mut MessageIo<S>,
+    hs: &mut HandshakeState,
+    buf: &mut [u8],
+) -> Result<(), LinkError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let n = hs.write_message(&[], buf).map_err(LinkError::Handshake)?;
+    io.write_message(&buf[..n]).await
+}
+
+/// Reads handshake message number `step`, which must be exactly `len` bytes, and feeds it to
+/// the handshake; returns the payload length.
+async fn read_handshake<S>(
+    io: &mut MessageIo<S>,
+    hs: &mut HandshakeState,
+    step: u8,
+    len: usize,
+    payload: &mut [u8],
+) -> Result<usize, LinkError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let msg = io
+        .read_message(len, |found| length_error(step, len, found))
         .await?;
-    check_len(3, HANDSHAKE_MSG3_LEN, msg3.len())?;
-    hs.read_message(msg3, &mut payload)
+    check_len(step, len, msg.len())?;
+    let p = hs
+        .read_message(msg, payload)
         .map_err(LinkError::Handshake)?;
     io.consume();
-    Link::finish(io, hs, limits)
+    Ok(p)
 }
 
 fn length_error(step: u8, expected: usize, found: usize) -> LinkError {
