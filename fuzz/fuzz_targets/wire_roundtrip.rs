@@ -1,6 +1,7 @@
 //! Round trip of arbitrary frames: a frame built from the input (type, flags, id, body cut to
 //! the type's limit) encodes and decodes to itself, one-shot and streamed in two pieces; and a
-//! body that decodes re-encodes to a frame that decodes to the same message.
+//! body that decodes re-encodes to a frame that decodes to the same message. A reserved type
+//! is refused by the encoder.
 //!
 //! Run: `cargo +nightly fuzz run wire_roundtrip`.
 #![no_main]
@@ -19,7 +20,13 @@ fuzz_target!(|data: &[u8]| {
     let id = MessageId::from_slice(&head[4..20]).expect("16 bytes");
     let body = &body[..body.len().min(ty.max_body_len())];
 
-    let frame = Frame::from_raw(ty, id, flags, Bytes::copy_from_slice(body)).expect("within limit");
+    let raw = Frame::from_raw(ty, id, flags, Bytes::copy_from_slice(body));
+    if ty.is_reserved() {
+        // Reserved types are never encoded.
+        assert_eq!(raw, Err(WireError::EncodeReserved { ty }));
+        return;
+    }
+    let frame = raw.expect("within limit");
     let bytes = frame.to_bytes();
     assert_eq!(bytes.len(), HEADER_LEN + body.len());
     assert_eq!(Frame::decode_exact(&bytes).as_ref(), Ok(&frame));

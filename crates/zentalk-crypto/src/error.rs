@@ -28,6 +28,11 @@ pub enum CryptoError {
     /// An X25519 key agreement produced the all-zero output (low-order point).
     #[error("X25519 agreement with a low-order point")]
     LowOrderPoint,
+    /// An X25519 public key that is a point on the quadratic twist, not on Curve25519. No
+    /// honest key is; refused where the key's Edwards form is needed
+    /// ([`PreparedX25519PublicKey`](crate::PreparedX25519PublicKey)).
+    #[error("X25519 public key is on the twist, not on the curve")]
+    TwistPoint,
     /// An AEAD ciphertext failed to authenticate (wrong key, wrong associated data, tampering).
     #[error("AEAD authentication failed")]
     AeadFailure,

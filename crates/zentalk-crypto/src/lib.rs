@@ -6,7 +6,9 @@
 //! This crate contains no networking code, reads no clock and uses no global random number
 //! generator: every function that needs randomness takes `&mut impl CryptoRngCore`, and every
 //! function that needs the time takes it as an argument. Every primitive comes from a well-kept
-//! crate (dalek, RustCrypto, hpke); nothing here is hand-rolled.
+//! crate (dalek, RustCrypto, hpke); the only composition written here is RFC 5869's
+//! HKDF-Expand loop over RustCrypto's HMAC, for output lengths fixed at compile time (checked
+//! against the RFC vectors and the `hkdf` crate).
 //!
 //! Secret types are boxed, zeroized on drop and print as `[REDACTED]` in `Debug`.
 //!
@@ -14,9 +16,12 @@
 //!
 //! - [`IdentityKeyPair`] / [`IdentityPublicKey`]: Ed25519 identities and their X25519 form;
 //!   [`Address`] / [`NodeId`]: BLAKE2b-256 of an identity key, in hex or base32.
-//! - [`X25519Secret`] / [`X25519PublicKey`]: agreement keys that refuse low-order points.
+//! - [`X25519Secret`] / [`X25519PublicKey`]: agreement keys that refuse low-order points;
+//!   [`PreparedX25519PublicKey`]: a precomputed table for many agreements with one key.
 //! - [`aead`]: [`AeadSuite`] (AES-256-GCM default, ChaCha20-Poly1305) with one-byte wire codes.
-//! - [`kdf`] and [`hash`]: HKDF-SHA256, HMAC-SHA256, BLAKE2b-256, constant-time equality.
+//! - [`kdf`] and [`hash`]: HKDF-SHA256 (also keyed once for a shared salt, and infallible for
+//!   compile-time lengths), HMAC-SHA256 (also keyed once for many messages), BLAKE2b-256,
+//!   constant-time equality.
 //! - [`padding`]: ISO/IEC 7816-4 padding to size buckets (256 B .. 64 KiB by powers of two,
 //!   then 64 KiB steps up to 1 MiB).
 //! - [`hpke_auth`]: single-shot HPKE (RFC 9180) in Auth mode, checked against the RFC vectors.
@@ -72,7 +77,7 @@ pub use envelope::{Envelope, EnvelopeHeader, EnvelopeId, ReplayConfig, ReplayWin
 pub use error::CryptoError;
 pub use identity::{IdentityKeyPair, IdentityPublicKey, SIGNATURE_LEN, Signature};
 pub use secret::SecretBytes;
-pub use x25519::{SharedSecret, X25519PublicKey, X25519Secret};
+pub use x25519::{PreparedX25519PublicKey, SharedSecret, X25519PublicKey, X25519Secret};
 
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]

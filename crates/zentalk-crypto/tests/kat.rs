@@ -82,6 +82,16 @@ fn hkdf_sha256_rfc5869() {
             "{}",
             c.name
         );
+        // The salt keyed once, the separate extract and expand steps.
+        let keyed = kdf::HkdfSha256Salt::new(Some(&salt));
+        let prk = keyed.extract(&ikm);
+        assert_eq!(hex::encode(*prk), c.prk, "{}", c.name);
+        let mut again = vec![0u8; c.length];
+        keyed.derive(&ikm, &info, &mut again).unwrap();
+        assert_eq!(hex::encode(&again), c.okm, "{}", c.name);
+        let mut expanded = vec![0u8; c.length];
+        kdf::hkdf_sha256_expand(&prk, &info, &mut expanded).unwrap();
+        assert_eq!(hex::encode(&expanded), c.okm, "{}", c.name);
         if salt.is_empty() {
             // An absent salt is HashLen zeros, which HMAC treats like an empty key.
             let mut again = vec![0u8; c.length];
@@ -99,6 +109,16 @@ fn hkdf_sha256_rfc5869() {
     assert_eq!(
         hex::encode(out),
         "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
+    );
+    // And so does the infallible compile-time-length form (all 42 bytes of test case 1).
+    let fixed = kdf::hkdf_sha256_fixed::<42>(
+        Some(&h("000102030405060708090a0b0c")),
+        &[0x0b; 22],
+        &h("f0f1f2f3f4f5f6f7f8f9"),
+    );
+    assert_eq!(
+        hex::encode(*fixed),
+        "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
     );
 }
 
@@ -125,5 +145,11 @@ fn hmac_sha256_rfc4231() {
         // Test case 5 publishes a 128-bit truncation: compare that prefix.
         assert!(c.mac.len() == 64 || c.mac.len() == 32, "{}", c.name);
         assert_eq!(&mac[..c.mac.len()], c.mac, "{}", c.name);
+        // The keyed-once form (cases 6 and 7 have 131-byte keys: the hashed-key path).
+        let data = h(&c.data);
+        let keyed = hash::KeyedHmacSha256::new(&h(&c.key));
+        assert_eq!(hex::encode(keyed.mac(&data)), mac, "{}", c.name);
+        let (a, b) = data.split_at(data.len() / 2);
+        assert_eq!(hex::encode(keyed.mac_parts(&[a, b])), mac, "{}", c.name);
     }
 }

@@ -95,6 +95,18 @@ mod tests {
         for &ty in MessageType::ALL {
             // An empty body is valid protobuf for every type; validation may then refuse it,
             // but only with a body error naming the same type.
+            if ty.is_reserved() {
+                // Never encoded; a received one (a Ping frame with the type patched) is
+                // refused by type, before its body is parsed.
+                let mut bytes = Frame::from_raw(MessageType::Ping, id, Flags::EMPTY, Bytes::new())
+                    .unwrap()
+                    .to_bytes()
+                    .to_vec();
+                bytes[6..8].copy_from_slice(&ty.code().to_be_bytes());
+                let frame = Frame::decode_exact(&bytes).unwrap();
+                assert_eq!(Body::decode(&frame), Err(WireError::ReservedType { ty }));
+                continue;
+            }
             let frame = Frame::from_raw(ty, id, Flags::EMPTY, Bytes::new()).unwrap();
             match Body::decode(&frame) {
                 Ok(body) => {

@@ -11,10 +11,11 @@ use crate::types::MessageType;
 ///   [`TrailingBytes`](Self::TrailingBytes)): the byte stream cannot be resynchronised, so a
 ///   link must be closed ([`WireError::is_fatal_to_stream`] is true).
 /// - **Body errors** from a peer ([`TypeMismatch`](Self::TypeMismatch) to
-///   [`FieldOutOfRange`](Self::FieldOutOfRange)): the frame boundary is intact, so the driver may
+///   [`ReservedType`](Self::ReservedType)): the frame boundary is intact, so the driver may
 ///   drop the one frame, answer with an Error frame and keep the link.
-/// - **Caller misuse** ([`EncodeTooLong`](Self::EncodeTooLong)): this side tried to build a
-///   frame the protocol forbids; nothing was sent.
+/// - **Caller misuse** ([`EncodeReserved`](Self::EncodeReserved),
+///   [`EncodeTooLong`](Self::EncodeTooLong)): this side tried to build a frame the protocol
+///   forbids; nothing was sent.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
@@ -141,6 +142,21 @@ pub enum WireError {
         /// The value received.
         found: u64,
     },
+    /// The peer sent a frame of a reserved type ([`MessageType::is_reserved`]). The header was
+    /// valid and the body within its limit, so the frame boundary is intact: drop the frame,
+    /// answer `ERROR_CODE_NOT_SUPPORTED`, keep the link. The body was not parsed.
+    #[error("{ty} is a reserved message type: not supported")]
+    ReservedType {
+        /// The reserved type in the header.
+        ty: MessageType,
+    },
+    /// Caller misuse: this side tried to build a frame of a reserved type
+    /// ([`MessageType::is_reserved`]). Nothing was encoded.
+    #[error("cannot send {ty}: reserved message type")]
+    EncodeReserved {
+        /// The reserved type.
+        ty: MessageType,
+    },
     /// Caller misuse: the body to send is longer than its type allows. Nothing was encoded.
     #[error("cannot send {ty} body of {found} bytes: limit {max}")]
     EncodeTooLong {
@@ -186,7 +202,10 @@ impl WireError {
 
     /// True if the peer caused the error (as opposed to this side misusing the API).
     pub fn is_peer_fault(&self) -> bool {
-        !matches!(self, WireError::EncodeTooLong { .. })
+        !matches!(
+            self,
+            WireError::EncodeTooLong { .. } | WireError::EncodeReserved { .. }
+        )
     }
 
     /// The code to put in an Error frame answering the peer that caused this error.
@@ -195,7 +214,10 @@ impl WireError {
             WireError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
             WireError::UnknownType { .. } => ErrorCode::UnknownType,
             WireError::BodyTooLong { .. } => ErrorCode::TooLong,
-            WireError::EncodeTooLong { .. } => ErrorCode::Internal,
+            WireError::ReservedType { .. } => ErrorCode::NotSupported,
+            WireError::EncodeTooLong { .. } | WireError::EncodeReserved { .. } => {
+                ErrorCode::Internal
+            }
             _ => ErrorCode::ProtocolViolation,
         }
     }

@@ -125,14 +125,18 @@ impl Frame {
         out.freeze()
     }
 
-    /// Decodes the body as `M`: checks the header's type is `M::TYPE`, decodes the protobuf
-    /// (without copying `bytes` fields) and runs [`WireMessage::validate`].
+    /// Decodes the body as `M`: checks the header's type is `M::TYPE` and is not reserved
+    /// ([`WireError::ReservedType`]), decodes the protobuf (without copying `bytes` fields) and
+    /// runs [`WireMessage::validate`].
     pub fn decode_body<M: WireMessage>(&self) -> Result<M, WireError> {
         if self.message_type() != M::TYPE {
             return Err(WireError::TypeMismatch {
                 expected: M::TYPE,
                 found: self.message_type(),
             });
+        }
+        if M::TYPE.is_reserved() {
+            return Err(WireError::ReservedType { ty: M::TYPE });
         }
         let msg = M::decode(self.body.clone()).map_err(|source| WireError::Protobuf {
             ty: M::TYPE,

@@ -143,6 +143,9 @@ impl Header {
         flags: Flags,
         body_len: usize,
     ) -> Result<Self, WireError> {
+        if ty.is_reserved() {
+            return Err(WireError::EncodeReserved { ty });
+        }
         let max = ty.max_body_len();
         match u32::try_from(body_len) {
             Ok(len) if body_len <= max => Ok(Header {

@@ -98,7 +98,8 @@ macro_rules! message_types {
 }
 
 message_types! {
-    /// One message of the Noise XK handshake that opens a link (body `LinkHandshake`).
+    /// Reserved: never emitted, refused when received (see [`MessageType::is_reserved`]). Was
+    /// meant to wrap the Noise XK handshake messages; the link layer sends those unframed.
     LinkHandshake = 0x0001, max 1024;
     /// Liveness probe (body `Ping`).
     Ping = 0x0002, max 64;
@@ -157,6 +158,19 @@ message_types! {
 }
 
 impl MessageType {
+    /// Every reserved type: its code stays assigned so it is never reused with another
+    /// meaning, but no frame of it is ever sent. Encoding one is refused
+    /// ([`WireError::EncodeReserved`](crate::WireError::EncodeReserved)); decoding the body
+    /// of a received one is a body error
+    /// ([`WireError::ReservedType`](crate::WireError::ReservedType)) that the receiver answers
+    /// with `ERROR_CODE_NOT_SUPPORTED`, keeping the link.
+    pub const RESERVED: &'static [MessageType] = &[MessageType::LinkHandshake];
+
+    /// True for a reserved type (see [`MessageType::RESERVED`]).
+    pub const fn is_reserved(self) -> bool {
+        matches!(self, MessageType::LinkHandshake)
+    }
+
     /// True for every type whose body is protobuf; false for [`MessageType::OnionPacket`],
     /// whose body is raw bytes.
     pub const fn is_protobuf(self) -> bool {
@@ -233,6 +247,14 @@ mod tests {
         assert_eq!(MessageType::TransitReceiptFetch.code() >> 8, 0x05);
         assert_eq!(MessageType::Typing.code() >> 8, 0x06);
         assert!(!MessageType::OnionPacket.is_protobuf());
+        for &ty in MessageType::ALL {
+            assert_eq!(
+                ty.is_reserved(),
+                MessageType::RESERVED.contains(&ty),
+                "{ty}"
+            );
+        }
+        assert_eq!(MessageType::RESERVED, &[MessageType::LinkHandshake]);
         assert!(MessageType::Ping.is_protobuf());
         assert_eq!(MessageType::Ping.to_string(), "Ping (0x0002)");
         assert_eq!(MAX_FRAME_LEN, 65_519);

@@ -114,10 +114,6 @@ fn every_body_round_trips_with_its_type() {
         message_id: b(16, 4),
         payload: b(MAX_MAILBOX_PAYLOAD_LEN, 5),
     };
-    check(proto::LinkHandshake {
-        step: 1,
-        noise: b(96, 1),
-    });
     check(proto::Ping { nonce: u64::MAX });
     check(proto::Pong { nonce: u64::MAX });
     check(proto::Error {
@@ -739,20 +735,158 @@ fn missing_field() {
 
 #[test]
 fn field_out_of_range() {
+    // Only the reserved LinkHandshake body has a ranged field; its check stays in place (a
+    // received frame never reaches it: decoding refuses the reserved type first).
     for step in [0u32, 4, u32::MAX] {
-        let e = body_err(&proto::LinkHandshake {
+        let m = proto::LinkHandshake {
             step,
             noise: b(48, 1),
-        });
+        };
         assert_eq!(
-            e,
-            WireError::FieldOutOfRange {
+            m.validate(),
+            Err(WireError::FieldOutOfRange {
                 ty: MessageType::LinkHandshake,
                 field: "step",
                 found: step.into()
-            }
+            })
         );
     }
+    assert_eq!(
+        proto::LinkHandshake {
+            step: 2,
+            noise: b(48, 1)
+        }
+        .validate(),
+        Ok(())
+    );
+}
+
+/// A valid LinkHandshake frame as a peer could send it, built byte by byte (this side refuses
+/// to encode the reserved type itself).
+fn received_link_handshake(m: &proto::LinkHandshake) -> Vec<u8> {
+    let mut bytes = good_header(MessageType::LinkHandshake.code(), m.encoded_len() as u32);
+    bytes.extend_from_slice(&m.encode_to_vec());
+    bytes
+}
+
+#[test]
+fn reserved_type_is_refused_when_received_and_keeps_the_link() {
+    let m = proto::LinkHandshake {
+        step: 1,
+        noise: b(96, 1),
+    };
+    let bytes = received_link_handshake(&m);
+    // The header is valid, so both decoders deliver the frame: the stream stays in sync.
+    let f = Frame::decode_exact(&bytes).unwrap();
+    let mut buf = BytesMut::from(&bytes[..]);
+    assert_eq!(decode(&mut buf).unwrap().as_ref(), Some(&f));
+    assert!(buf.is_empty());
+    assert_eq!(f.message_type(), MessageType::LinkHandshake);
+    // Its body is refused before parsing, typed and by every path.
+    let expected = WireError::ReservedType {
+        ty: MessageType::LinkHandshake,
+    };
+    assert_eq!(
+        f.decode_body::<proto::LinkHandshake>(),
+        Err(expected.clone())
+    );
+    assert_eq!(Body::decode(&f), Err(expected.clone()));
+    // An unparsable body gets the same answer: it is never parsed.
+    let mut garbage = good_header(MessageType::LinkHandshake.code(), 3);
+    garbage.extend_from_slice(&[0xff, 0xff, 0xff]);
+    let g = Frame::decode_exact(&garbage).unwrap();
+    assert_eq!(
+        g.decode_body::<proto::LinkHandshake>(),
+        Err(expected.clone())
+    );
+    assert!(!expected.is_fatal_to_stream());
+    assert!(expected.is_peer_fault());
+    assert_eq!(expected.error_code(), ErrorCode::NotSupported);
+    assert_eq!(
+        expected.to_string(),
+        "LinkHandshake (0x0001) is a reserved message type: not supported"
+    );
+    // Asking for another type still reports the mismatch first.
+    assert!(matches!(
+        f.decode_body::<proto::Ping>(),
+        Err(WireError::TypeMismatch { .. })
+    ));
+}
+
+#[test]
+fn reserved_type_is_never_encoded() {
+    let m = proto::LinkHandshake {
+        step: 1,
+        noise: b(96, 1),
+    };
+    let expected = WireError::EncodeReserved {
+        ty: MessageType::LinkHandshake,
+    };
+    assert_eq!(Frame::new(id(), &m), Err(expected.clone()));
+    assert_eq!(
+        Frame::with_flags(id(), Flags::EMPTY, &m),
+        Err(expected.clone())
+    );
+    assert_eq!(Frame::encode(&m, id(), Flags::EMPTY), Err(expected.clone()));
+    assert_eq!(
+        Frame::from_raw(
+            MessageType::LinkHandshake,
+            id(),
+            Flags::EMPTY,
+            Bytes::from(m.encode_to_vec())
+        ),
+        Err(expected.clone())
+    );
+    assert_eq!(
+        Body::LinkHandshake(m).to_frame(id(), Flags::EMPTY),
+        Err(expected.clone())
+    );
+    assert!(!expected.is_peer_fault());
+    assert!(!expected.is_fatal_to_stream());
+    assert_eq!(expected.error_code(), ErrorCode::Internal);
+    // Every other type encodes.
+    for &ty in MessageType::ALL {
+        if !ty.is_reserved() {
+            Frame::from_raw(ty, id(), Flags::EMPTY, Bytes::new()).unwrap();
+        }
+    }
+}
+
+#[test]
+fn not_supported_is_appended_without_renumbering() {
+    // The .proto enum is append-only: every earlier value keeps its number.
+    let expected = [
+        (ErrorCode::Unspecified, 0),
+        (ErrorCode::ProtocolViolation, 1),
+        (ErrorCode::UnsupportedVersion, 2),
+        (ErrorCode::UnknownType, 3),
+        (ErrorCode::TooLong, 4),
+        (ErrorCode::RateLimited, 5),
+        (ErrorCode::Unauthorized, 6),
+        (ErrorCode::NotFound, 7),
+        (ErrorCode::Internal, 8),
+        (ErrorCode::NotSupported, 9),
+    ];
+    for (code, value) in expected {
+        assert_eq!(code as i32, value, "{code:?}");
+        assert_eq!(ErrorCode::try_from(value), Ok(code));
+    }
+    assert_eq!(
+        ErrorCode::NotSupported.as_str_name(),
+        "ERROR_CODE_NOT_SUPPORTED"
+    );
+    // An Error frame carrying it round-trips.
+    let e = proto::Error {
+        code: ErrorCode::NotSupported as i32,
+        detail: String::new(),
+        in_reply_to: b(16, 7),
+    };
+    let f = Frame::new(id(), &e).unwrap();
+    let back = Frame::decode_exact(&f.to_bytes()).unwrap();
+    assert_eq!(
+        back.decode_body::<proto::Error>().unwrap().code(),
+        ErrorCode::NotSupported
+    );
 }
 
 // ---------------------------------------------------------------- caller misuse
