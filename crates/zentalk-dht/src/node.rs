@@ -102,7 +102,7 @@ pub struct QueryStats {
     /// Authenticated responses received.
     pub responses: u32,
     /// Hop depth at which the result was reached (see the docs: 1 = a peer from our own
-    /// table answered).
+    /// table answered; 0 = the node's own store answered a value lookup).
     pub hops: u32,
     /// Start time (ms).
     pub started_ms: u64,
@@ -711,17 +711,66 @@ impl Node {
     }
 
     /// Looks up the record under `key`. Emits [`Event::ValueFound`].
+    ///
+    /// The node's own records come first: one it holds for others ([`Node::store`]) or
+    /// publishes itself ([`Node::publish`]), unexpired, counts as one valid answer. With the
+    /// default [`Config::value_quorum`] of 1 that answer is enough: the event is queued at once
+    /// (`hops` and `requests` 0) and nothing is sent, even with an empty routing table. With a
+    /// larger quorum the lookup still runs, starting from the local record as the best version
+    /// (remote holders of an older one get it by read repair). Without a local record, the
+    /// lookup goes to the network as before ([`DhtError::NoPeers`] if the table is empty).
     pub fn find_value(&mut self, now: u64, key: NodeId) -> Result<QueryId, DhtError> {
-        self.start_lookup(
-            now,
-            Kind::FindValue {
-                key,
-                best: None,
-                found: 0,
-                holders: Vec::new(),
-            },
+        let local = self.local_record(&key, now);
+        if local.is_some() && self.config.value_quorum <= 1 {
+            return self.answer_locally(now, key, local);
+        }
+        let kind = Kind::FindValue {
             key,
-        )
+            best: local.clone(),
+            found: usize::from(local.is_some()),
+            holders: Vec::new(),
+        };
+        match self.start_lookup(now, kind, key) {
+            Err(DhtError::NoPeers) if local.is_some() => self.answer_locally(now, key, local),
+            other => other,
+        }
+    }
+
+    /// The newest unexpired record under `key` this node has itself: held for others or
+    /// published by it.
+    fn local_record(&self, key: &NodeId, now: u64) -> Option<Record> {
+        let held = self.store.get(key, now);
+        let own = self
+            .published
+            .get(key)
+            .map(|(r, _)| r)
+            .filter(|r| r.expires_at_ms > now);
+        match (held, own) {
+            (Some(h), Some(o)) if o.sequence > h.sequence => Some(o.clone()),
+            (Some(h), _) => Some(h.clone()),
+            (None, o) => o.cloned(),
+        }
+    }
+
+    /// Finishes a value lookup from the node's own records, without the network.
+    fn answer_locally(
+        &mut self,
+        now: u64,
+        key: NodeId,
+        record: Option<Record>,
+    ) -> Result<QueryId, DhtError> {
+        let query = self.new_query_id()?;
+        self.push_event(Event::ValueFound {
+            query,
+            key,
+            record,
+            stats: QueryStats {
+                started_ms: now,
+                finished_ms: now,
+                ..QueryStats::default()
+            },
+        });
+        Ok(query)
     }
 
     /// Validates `record`, stores it on the `replication` closest nodes, and republishes it

@@ -275,6 +275,140 @@ fn store_answers_carry_status() {
     assert!(limited);
 }
 
+/// Stores `record` in `a` through a STORE datagram, as a peer would, and drains the ack.
+fn store_via_datagram(a: &mut Node, record: zentalk_dht::Record, rng: &mut ChaCha20Rng) {
+    let req = RequestMsg {
+        id: 1,
+        sender: None,
+        body: Request::Store { record },
+    };
+    a.handle_datagram(NOW, addr(4000), &encode_request(&req, rng).unwrap())
+        .unwrap();
+    assert!(a.poll_transmit().is_some(), "a store ack");
+    assert!(a.poll_transmit().is_none());
+}
+
+#[test]
+fn find_value_answers_from_the_nodes_own_store_without_the_network() {
+    let relay = IdentityKeyPair::from_seed(&[21; 32]);
+    let mut rng = ChaCha20Rng::seed_from_u64(21);
+    let expires = NOW + 10_000;
+    let record = RelayDescriptor {
+        addrs: vec![addr(1)],
+        noise_static_key: [1; 32],
+        onion_keys: vec![(1, [2; 32])],
+        capabilities: Capabilities::STORAGE,
+    }
+    .sign(&relay, 4, expires)
+    .unwrap();
+    let key = record.key;
+    for quorum in [1, 3] {
+        let cfg = Config {
+            value_quorum: quorum,
+            ..Config::default()
+        };
+        // An empty routing table: before, this was `NoPeers` although the node holds the value.
+        let mut a = Node::new(IdentityKeyPair::from_seed(&[20; 32]), cfg, [20; 32]).unwrap();
+        store_via_datagram(&mut a, record.clone(), &mut rng);
+        let q = a.find_value(NOW + 1, key).unwrap();
+        assert!(a.poll_transmit().is_none(), "quorum {quorum}: nothing sent");
+        match a.poll_event() {
+            Some(Event::ValueFound {
+                query,
+                key: k,
+                record: Some(found),
+                stats,
+            }) => {
+                assert_eq!((query, k), (q, key));
+                assert_eq!(found, record);
+                assert_eq!((stats.requests, stats.hops), (0, 0));
+                assert_eq!((stats.started_ms, stats.finished_ms), (NOW + 1, NOW + 1));
+            }
+            other => panic!("quorum {quorum}: unexpected {other:?}"),
+        }
+        assert_eq!(a.running_queries(), 0);
+        // Another key, or the same one once expired, goes to the network (none here).
+        assert_eq!(
+            a.find_value(NOW, NodeId::from_bytes([9; 32])),
+            Err(DhtError::NoPeers)
+        );
+        assert_eq!(a.find_value(expires, key), Err(DhtError::NoPeers));
+        assert!(a.poll_event().is_none());
+    }
+}
+
+#[test]
+fn find_value_with_a_local_record_still_asks_peers_when_the_quorum_needs_them() {
+    let relay = IdentityKeyPair::from_seed(&[23; 32]);
+    let mut rng = ChaCha20Rng::seed_from_u64(23);
+    let record = RelayDescriptor {
+        addrs: vec![addr(1)],
+        noise_static_key: [1; 32],
+        onion_keys: vec![(1, [2; 32])],
+        capabilities: Capabilities::STORAGE,
+    }
+    .sign(&relay, 1, NOW + 10_000)
+    .unwrap();
+    let key = record.key;
+    let cfg = Config {
+        value_quorum: 2,
+        ..Config::default()
+    };
+    let mut a = Node::new(IdentityKeyPair::from_seed(&[22; 32]), cfg, [22; 32]).unwrap();
+    // One peer in the table (a bootstrap seed that answers the ping; its lookup then times out).
+    let seed = IdentityKeyPair::from_seed(&[24; 32]);
+    a.bootstrap(NOW, &[addr(3000)]).unwrap();
+    let (_, ping) = sent_request(&mut a);
+    a.handle_datagram(
+        NOW,
+        addr(3000),
+        &answer(&seed, &ping, Response::Pong { observed: addr(1) }),
+    )
+    .unwrap();
+    let (_, find) = sent_request(&mut a);
+    a.handle_datagram(
+        NOW,
+        addr(3000),
+        &answer(&seed, &find, Response::Nodes { contacts: vec![] }),
+    )
+    .unwrap();
+    while a.poll_event().is_some() {}
+    while a.poll_transmit().is_some() {}
+    store_via_datagram(&mut a, record.clone(), &mut rng);
+    // Quorum 2: the local record is one answer; the peer is asked for the second.
+    let q = a.find_value(NOW, key).unwrap();
+    let (to, req) = sent_request(&mut a);
+    assert_eq!(to, addr(3000));
+    assert_eq!(req.body, Request::FindValue { key });
+    a.handle_datagram(
+        NOW,
+        addr(3000),
+        &answer(
+            &seed,
+            &req,
+            Response::Value {
+                record: None,
+                closer: vec![],
+            },
+        ),
+    )
+    .unwrap();
+    // The peer had nothing: the local record is the answer.
+    match a.poll_event() {
+        Some(Event::ValueFound {
+            query,
+            record: Some(found),
+            stats,
+            ..
+        }) => {
+            assert_eq!(query, q);
+            assert_eq!(found, record);
+            assert_eq!(stats.requests, 1);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
 #[test]
 fn commands_are_bounded_and_config_checked() {
     let (_, mut a) = node(12);

@@ -9,16 +9,39 @@ use zentalk_dht::{
     Capabilities, Config, PrekeyLocator, Record, RelayDescriptor, prekey_period, sign_prekey_bundle,
 };
 
-fn relay_record(sim: &mut Sim, seq: u64) -> (IdentityKeyPair, Record) {
-    let id = IdentityKeyPair::generate(sim.rng());
-    let rec = RelayDescriptor {
+/// A network of `nodes` nodes under `seed`, with node configuration `node`, bootstrapped.
+fn network(nodes: usize, seed: u64, node: Config) -> Sim {
+    network_with(SimConfig {
+        nodes,
+        seed,
+        node,
+        ..SimConfig::default()
+    })
+}
+
+/// As [`network`], for a configuration with loss or wire mode.
+fn network_with(cfg: SimConfig) -> Sim {
+    let mut sim = Sim::new(cfg).unwrap();
+    sim.bootstrap_all();
+    sim
+}
+
+/// A relay descriptor record signed by `id`, expiring at `expires_at_ms`.
+fn descriptor(id: &IdentityKeyPair, seq: u64, expires_at_ms: u64) -> Record {
+    RelayDescriptor {
         addrs: vec!["192.0.2.9:4433".parse().unwrap()],
         noise_static_key: [7u8; 32],
         onion_keys: vec![(1, [8u8; 32])],
         capabilities: Capabilities::MAILBOX,
     }
-    .sign(&id, seq, sim.now() + 6 * 3_600_000)
-    .unwrap();
+    .sign(id, seq, expires_at_ms)
+    .unwrap()
+}
+
+/// A descriptor of a fresh relay identity, valid for six hours.
+fn relay_record(sim: &mut Sim, seq: u64) -> (IdentityKeyPair, Record) {
+    let id = IdentityKeyPair::generate(sim.rng());
+    let rec = descriptor(&id, seq, sim.now() + 6 * 3_600_000);
     (id, rec)
 }
 
@@ -31,12 +54,29 @@ fn honest_alive(sim: &mut Sim) -> usize {
     }
 }
 
+/// Asserts that at least `percent` % of `total` lookups succeeded.
+fn at_least(seed: u64, what: &str, ok: usize, total: usize, percent: usize) {
+    assert!(
+        ok * 100 >= total * percent,
+        "seed {seed}: {what} lookups {ok}/{total}, below {percent}%"
+    );
+}
+
 struct Outcome {
     value_ok: usize,
     value_total: usize,
     node_ok: usize,
     node_total: usize,
     hops: Vec<u32>,
+}
+
+impl Outcome {
+    /// Asserts that at least `values` % of the value lookups and `nodes` % of the node
+    /// lookups succeeded.
+    fn at_least(&self, seed: u64, values: usize, nodes: usize) {
+        at_least(seed, "value", self.value_ok, self.value_total, values);
+        at_least(seed, "node", self.node_ok, self.node_total, nodes);
+    }
 }
 
 /// Publishes `records` records, applies `damage`, then runs value and node lookups.
@@ -47,8 +87,7 @@ fn scenario(
     damage: impl FnOnce(&mut Sim),
 ) -> Outcome {
     let seed = cfg.seed;
-    let mut sim = Sim::new(cfg).unwrap();
-    sim.bootstrap_all();
+    let mut sim = network_with(cfg);
     let mut keys = Vec::new();
     for _ in 0..records {
         let (_, rec) = relay_record(&mut sim, 1);
@@ -98,8 +137,7 @@ fn static_network_every_lookup_succeeds() {
         ..SimConfig::default()
     };
     let o = scenario(cfg, 10, 30, |_| {});
-    assert_eq!(o.value_ok, o.value_total, "seed 101");
-    assert_eq!(o.node_ok, o.node_total, "seed 101");
+    o.at_least(101, 100, 100);
     let mut h = o.hops.clone();
     h.sort_unstable();
     assert!(
@@ -127,18 +165,7 @@ fn twenty_percent_dead_nodes() {
             }
         }
     });
-    assert!(
-        o.value_ok * 100 >= o.value_total * 99,
-        "seed 202: {}/{}",
-        o.value_ok,
-        o.value_total
-    );
-    assert!(
-        o.node_ok * 100 >= o.node_total * 99,
-        "seed 202: {}/{}",
-        o.node_ok,
-        o.node_total
-    );
+    o.at_least(202, 99, 99);
 }
 
 fn make_malicious(sim: &mut Sim, b: Behavior) {
@@ -169,18 +196,7 @@ fn twenty_percent_malicious_with_disjoint_paths() {
     let o = scenario(cfg, 8, 25, |sim| {
         make_malicious(sim, Behavior::WrongContacts)
     });
-    assert!(
-        o.value_ok * 100 >= o.value_total * 99,
-        "seed 303: {}/{}",
-        o.value_ok,
-        o.value_total
-    );
-    assert!(
-        o.node_ok * 100 >= o.node_total * 99,
-        "seed 303: {}/{}",
-        o.node_ok,
-        o.node_total
-    );
+    o.at_least(303, 99, 99);
 }
 
 #[test]
@@ -193,12 +209,7 @@ fn request_droppers_are_routed_around() {
     let o = scenario(cfg, 5, 20, |sim| {
         make_malicious(sim, Behavior::DropRequests)
     });
-    assert!(
-        o.value_ok * 100 >= o.value_total * 99,
-        "seed 404: {}/{}",
-        o.value_ok,
-        o.value_total
-    );
+    at_least(404, "value", o.value_ok, o.value_total, 99);
 }
 
 #[test]
@@ -219,31 +230,18 @@ fn loss_and_churn() {
             sim.add_node().unwrap();
         }
     });
-    assert!(
-        o.value_ok * 100 >= o.value_total * 95,
-        "seed 505: {}/{}",
-        o.value_ok,
-        o.value_total
-    );
-    assert!(
-        o.node_ok * 100 >= o.node_total * 95,
-        "seed 505: {}/{}",
-        o.node_ok,
-        o.node_total
-    );
+    o.at_least(505, 95, 95);
 }
 
 #[test]
 fn wire_mode_with_signatures_and_prekeys() {
     let seed = 606;
-    let cfg = SimConfig {
+    let mut sim = network_with(SimConfig {
         nodes: 60,
         seed,
         wire: true,
         ..SimConfig::default()
-    };
-    let mut sim = Sim::new(cfg).unwrap();
-    sim.bootstrap_all();
+    });
     assert_eq!(sim.stats().refused, 0, "seed {seed}");
     let user = IdentityKeyPair::generate(sim.rng());
     let period = prekey_period(sim.now());
@@ -295,23 +293,9 @@ fn republish_reaches_new_nodes_and_records_expire() {
         republish_interval_ms: 3_600_000,
         ..Config::default()
     };
-    let cfg = SimConfig {
-        nodes: 100,
-        seed,
-        node,
-        ..SimConfig::default()
-    };
-    let mut sim = Sim::new(cfg).unwrap();
-    sim.bootstrap_all();
+    let mut sim = network(100, seed, node);
     let id = IdentityKeyPair::generate(sim.rng());
-    let rec = RelayDescriptor {
-        addrs: vec!["192.0.2.1:1".parse().unwrap()],
-        noise_static_key: [1u8; 32],
-        onion_keys: vec![(1, [2u8; 32])],
-        capabilities: Capabilities::STORE_NOTHING,
-    }
-    .sign(&id, 1, sim.now() + 3 * 3_600_000)
-    .unwrap();
+    let rec = descriptor(&id, 1, sim.now() + 3 * 3_600_000);
     let key = rec.key;
     sim.publish(3, rec).unwrap();
     // Every holder dies; after the owner republishes, the record is found again.
@@ -334,26 +318,13 @@ fn republish_reaches_new_nodes_and_records_expire() {
 #[test]
 fn forged_store_is_refused_by_the_network() {
     let seed = 808;
-    let mut sim = Sim::new(SimConfig {
-        nodes: 80,
-        seed,
-        ..SimConfig::default()
-    })
-    .unwrap();
-    sim.bootstrap_all();
+    let mut sim = network(80, seed, Config::default());
     let (victim, rec) = relay_record(&mut sim, 5);
     let key = rec.key;
     sim.publish(2, rec).unwrap();
     // The attacker re-signs a higher sequence for the victim's key with its own key.
     let attacker = IdentityKeyPair::generate(sim.rng());
-    let mut forged = RelayDescriptor {
-        addrs: vec!["203.0.113.66:1".parse().unwrap()],
-        noise_static_key: [6u8; 32],
-        onion_keys: vec![(1, [6u8; 32])],
-        capabilities: Capabilities::MAILBOX,
-    }
-    .sign(&attacker, 99, sim.now() + 1000)
-    .unwrap();
+    let mut forged = descriptor(&attacker, 99, sim.now() + 1000);
     forged.key = key;
     // The node API refuses to publish it at all...
     let now = sim.now();
@@ -377,19 +348,16 @@ impl FromSeed for rand_chacha::ChaCha20Rng {
 #[test]
 fn same_seed_same_run() {
     let run = |seed| {
-        let cfg = SimConfig {
+        let mut sim = network_with(SimConfig {
             nodes: 60,
             seed,
             loss: 0.02,
             ..SimConfig::default()
-        };
-        let mut sim = Sim::new(cfg).unwrap();
-        sim.bootstrap_all();
-        let (rec_id, rec) = relay_record(&mut sim, 1);
+        });
+        let (_, rec) = relay_record(&mut sim, 1);
         let key = rec.key;
         sim.publish(4, rec).unwrap();
         let (_, stats) = sim.find_value_stats(50, key).unwrap();
-        let _ = rec_id;
         (sim.stats(), sim.now(), stats)
     };
     assert_eq!(run(42), run(42), "seed 42");
@@ -404,25 +372,9 @@ fn read_repair_updates_holders_of_an_older_version() {
         republish_interval_ms: 0,
         ..Config::default()
     };
-    let cfg = SimConfig {
-        nodes: 80,
-        seed,
-        node,
-        ..SimConfig::default()
-    };
-    let mut sim = Sim::new(cfg).unwrap();
-    sim.bootstrap_all();
+    let mut sim = network(80, seed, node);
     let id = IdentityKeyPair::generate(sim.rng());
-    let make = |sim: &Sim, seq| {
-        RelayDescriptor {
-            addrs: vec!["192.0.2.1:1".parse().unwrap()],
-            noise_static_key: [seq as u8; 32],
-            onion_keys: vec![(1, [2u8; 32])],
-            capabilities: Capabilities::MAILBOX,
-        }
-        .sign(&id, seq, sim.now() + 3_600_000)
-        .unwrap()
-    };
+    let make = |sim: &Sim, seq| descriptor(&id, seq, sim.now() + 3_600_000);
     let v1 = make(&sim, 1);
     let key = v1.key;
     sim.publish(2, v1).unwrap();
@@ -456,4 +408,40 @@ fn read_repair_updates_holders_of_an_older_version() {
         .filter(|&&i| sim.node(i).unwrap().store().sequence(&key, sim.now()) == 2)
         .count();
     assert!(repaired >= 3, "seed {seed}: {repaired} of 5 repaired");
+}
+
+#[test]
+fn holders_and_the_publisher_answer_from_their_own_records() {
+    let seed = 1010;
+    let mut sim = network(60, seed, Config::default());
+    let (_, rec) = relay_record(&mut sim, 3);
+    let key = rec.key;
+    let publisher = 4;
+    assert!(
+        sim.publish(publisher, rec.clone()).unwrap() >= 10,
+        "seed {seed}"
+    );
+    let holder = (0..sim.len())
+        .find(|&i| i != publisher && sim.node(i).unwrap().store().get(&key, sim.now()).is_some())
+        .unwrap();
+    // Neither the publisher (its own record) nor a holder (one held for others) asks the
+    // network for a value it has: no request, depth 0.
+    for i in [publisher, holder] {
+        let sent_before = sim.stats().delivered;
+        let (found, stats) = sim.find_value_stats(i, key).unwrap();
+        assert_eq!(found.as_ref(), Some(&rec), "seed {seed}, node {i}");
+        assert_eq!(
+            (stats.requests, stats.hops),
+            (0, 0),
+            "seed {seed}, node {i}"
+        );
+        assert_eq!(sim.stats().delivered, sent_before, "seed {seed}, node {i}");
+    }
+    // A node without it still finds it through the network.
+    let reader = (0..sim.len())
+        .find(|&i| i != publisher && sim.node(i).unwrap().store().get(&key, sim.now()).is_none())
+        .unwrap();
+    let (found, stats) = sim.find_value_stats(reader, key).unwrap();
+    assert_eq!(found, Some(rec), "seed {seed}");
+    assert!(stats.requests > 0, "seed {seed}");
 }
