@@ -4,8 +4,7 @@
 use blake2::{Blake2b, Digest, digest::consts::U32};
 use chacha20::ChaCha20;
 use chacha20::cipher::{KeyIvInit, StreamCipher};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use zentalk_crypto::hash::hmac_sha256_parts;
 use zentalk_crypto::{SecretBytes, kdf::hkdf_sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -100,14 +99,9 @@ impl HopKeys {
 
     /// HMAC-SHA256 over the concatenation of `parts`, truncated to [`MAC_LEN`] bytes.
     pub(crate) fn header_mac(&self, parts: &[&[u8]]) -> [u8; MAC_LEN] {
+        let full = hmac_sha256_parts(&self.mac, parts);
         let mut out = [0u8; MAC_LEN];
-        if let Ok(mut m) = <Hmac<Sha256> as Mac>::new_from_slice(&self.mac) {
-            for p in parts {
-                m.update(p);
-            }
-            let full = m.finalize().into_bytes();
-            out.copy_from_slice(&full[..MAC_LEN]);
-        }
+        out.copy_from_slice(&full[..MAC_LEN]);
         out
     }
 }

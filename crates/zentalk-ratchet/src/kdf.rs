@@ -1,11 +1,14 @@
 //! The exact key derivations of the construction (see `docs/protocol/zentalk-ratchet.md`).
+//!
+//! Only the construction's constants and how it splits outputs live here; the primitives and
+//! their fast forms (an HMAC key schedule shared by the two chain-step MACs, an HKDF salt keyed
+//! once) are zentalk-crypto's, and none of them has an error path: every output length below is
+//! fixed at compile time.
 
 use std::sync::LazyLock;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-use zentalk_crypto::hash::hmac_sha256;
-use zentalk_crypto::kdf::hkdf_sha256;
+use zentalk_crypto::hash::KeyedHmacSha256;
+use zentalk_crypto::kdf::{HkdfSha256Salt, hkdf_sha256_fixed};
 use zentalk_crypto::{AeadKey, NONCE_LEN, SecretBytes};
 use zeroize::Zeroizing;
 
@@ -27,101 +30,81 @@ pub(crate) const ZERO_SALT: [u8; 32] = [0u8; 32];
 /// A 32-byte secret (root, chain, message or header key).
 pub(crate) type Key32 = SecretBytes<32>;
 
-fn key_from(bytes: &mut [u8]) -> Key32 {
+/// The `i`-th 32-byte key of a KDF output.
+fn key_at<const N: usize>(okm: &Zeroizing<[u8; N]>, i: usize) -> Key32 {
     let mut k = Key32::zeroed();
-    k.expose_mut().copy_from_slice(&bytes[..32]);
-    zeroize::Zeroize::zeroize(bytes);
+    k.expose_mut().copy_from_slice(&okm[32 * i..32 * (i + 1)]);
     k
 }
 
 /// KDF_RK: HKDF-SHA256(salt = rk, IKM = dh_out, info = "ZentalkRatchetRoot", 64) -> (rk, ck).
 pub(crate) fn kdf_rk(rk: &Key32, dh_out: &[u8; 32]) -> (Key32, Key32) {
-    let mut out = Zeroizing::new([0u8; 64]);
-    // 64 bytes is always a valid HKDF-SHA256 output length.
-    let _ = hkdf_sha256(Some(rk.expose()), dh_out, INFO_ROOT, out.as_mut());
-    let (a, b) = out.split_at_mut(32);
-    (key_from(a), key_from(b))
+    let okm = hkdf_sha256_fixed::<64>(Some(rk.expose()), dh_out, INFO_ROOT);
+    (key_at(&okm, 0), key_at(&okm, 1))
 }
 
 /// KDF_RK_HE: HKDF-SHA256(salt = rk, IKM = dh_out, info = "ZentalkRatchetRootHE", 96)
 /// -> (rk, ck, next header key).
 pub(crate) fn kdf_rk_he(rk: &Key32, dh_out: &[u8; 32]) -> (Key32, Key32, Key32) {
-    let mut out = Zeroizing::new([0u8; 96]);
-    let _ = hkdf_sha256(Some(rk.expose()), dh_out, INFO_ROOT_HE, out.as_mut());
-    let (a, rest) = out.split_at_mut(32);
-    let (b, c) = rest.split_at_mut(32);
-    (key_from(a), key_from(b), key_from(c))
+    let okm = hkdf_sha256_fixed::<96>(Some(rk.expose()), dh_out, INFO_ROOT_HE);
+    (key_at(&okm, 0), key_at(&okm, 1), key_at(&okm, 2))
 }
 
 /// Initial header keys of a header-encrypted session:
 /// HKDF-SHA256(salt = 32 zero bytes, IKM = SK, info = "ZentalkHeaderKeys", 64) -> (HKa, NHKb).
 pub(crate) fn header_keys(sk: &Key32) -> (Key32, Key32) {
-    let mut out = Zeroizing::new([0u8; 64]);
-    let _ = hkdf_sha256(
-        Some(&ZERO_SALT),
-        sk.expose(),
-        INFO_HEADER_KEYS,
-        out.as_mut(),
-    );
-    let (a, b) = out.split_at_mut(32);
-    (key_from(a), key_from(b))
+    let okm = ZERO_SALT_HKDF.derive_fixed::<64>(sk.expose(), INFO_HEADER_KEYS);
+    (key_at(&okm, 0), key_at(&okm, 1))
 }
 
-type HmacSha256 = Hmac<Sha256>;
+/// X3DH's SK: HKDF-SHA256(salt = 32 zero bytes, IKM = F || DH1 || .. , info = "ZentalkX3DH", 32).
+pub(crate) fn x3dh_sk(ikm: &[u8]) -> Key32 {
+    let okm = ZERO_SALT_HKDF.derive_fixed::<32>(ikm, INFO_X3DH);
+    key_at(&okm, 0)
+}
 
 /// KDF_CK: message key = HMAC-SHA256(ck, 0x01), next chain key = HMAC-SHA256(ck, 0x02).
 /// Returns (message key, next chain key) on the stack, zeroized on drop. Both MACs share one
 /// key schedule (the same outputs as two one-shot HMACs, two SHA-256 compressions fewer).
 pub(crate) fn kdf_ck(ck: &[u8; 32]) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
-    let Ok(keyed) = <HmacSha256 as Mac>::new_from_slice(ck) else {
-        // Unreachable: HMAC takes keys of any length.
-        return (
-            Zeroizing::new(hmac_sha256(ck, &[0x01])),
-            Zeroizing::new(hmac_sha256(ck, &[0x02])),
-        );
-    };
-    let mut m1 = keyed.clone();
-    m1.update(&[0x01]);
-    let mut m2 = keyed;
-    m2.update(&[0x02]);
+    let keyed = KeyedHmacSha256::new(ck);
     (
-        Zeroizing::new(m1.finalize().into_bytes().into()),
-        Zeroizing::new(m2.finalize().into_bytes().into()),
+        Zeroizing::new(keyed.mac(&[0x01])),
+        Zeroizing::new(keyed.mac(&[0x02])),
     )
 }
 
-/// HMAC-SHA256 keyed with 32 zero bytes (the HKDF-Extract salt of message keys), keyed once.
-static ZERO_SALT_HMAC: LazyLock<Option<HmacSha256>> =
-    LazyLock::new(|| <HmacSha256 as Mac>::new_from_slice(&ZERO_SALT).ok());
+/// HKDF-SHA256 with the 32-zero-byte salt of X3DH, header keys and message keys, keyed once
+/// (a public constant, so its unzeroized state is no secret).
+static ZERO_SALT_HKDF: LazyLock<HkdfSha256Salt> =
+    LazyLock::new(|| HkdfSha256Salt::new(Some(&ZERO_SALT)));
 
 /// ENCRYPT's key schedule: HKDF-SHA256(salt = 32 zero bytes, IKM = mk, info, 44)
 /// -> AEAD key (32) || nonce (12).
 pub(crate) fn message_keys(mk: &[u8; 32], info: &[u8]) -> (AeadKey, [u8; NONCE_LEN]) {
-    let mut out = Zeroizing::new([0u8; 44]);
-    match ZERO_SALT_HMAC.as_ref() {
-        Some(extract) => {
-            // HKDF-Extract with the cached zero-salt key schedule, then HKDF-Expand.
-            let mut mac = extract.clone();
-            mac.update(mk);
-            let prk = Zeroizing::new(<[u8; 32]>::from(mac.finalize().into_bytes()));
-            if let Ok(hk) = hkdf::Hkdf::<Sha256>::from_prk(prk.as_ref()) {
-                let _ = hk.expand(info, out.as_mut());
-            }
-        }
-        None => {
-            let _ = hkdf_sha256(Some(&ZERO_SALT), mk, info, out.as_mut());
-        }
-    }
+    let okm = ZERO_SALT_HKDF.derive_fixed::<44>(mk, info);
     let mut nonce = [0u8; NONCE_LEN];
-    nonce.copy_from_slice(&out[32..]);
-    let key = key_from(&mut out[..32]);
-    (key, nonce)
+    nonce.copy_from_slice(&okm[32..]);
+    (key_at(&okm, 0), nonce)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zentalk_crypto::hash::hmac_sha256;
+    use zentalk_crypto::kdf::hkdf_sha256;
 
+    fn one_shot<const N: usize>(salt: &[u8], ikm: &[u8], info: &[u8]) -> [u8; N] {
+        let mut out = [0u8; N];
+        hkdf_sha256(Some(salt), ikm, info, &mut out).unwrap();
+        out
+    }
+
+    fn joined(keys: &[&Key32]) -> Vec<u8> {
+        keys.iter().flat_map(|k| k.expose().to_vec()).collect()
+    }
+
+    /// Every derivation equals its one-shot definition in the protocol chapter.
     #[test]
     fn fast_paths_equal_the_one_shot_definitions() {
         for seed in 0u8..20 {
@@ -129,11 +112,25 @@ mod tests {
             let (mk, next) = kdf_ck(&ck);
             assert_eq!(*mk, hmac_sha256(&ck, &[0x01]));
             assert_eq!(*next, hmac_sha256(&ck, &[0x02]));
-            let mut expect = [0u8; 44];
-            hkdf_sha256(Some(&[0u8; 32]), mk.as_ref(), INFO_MESSAGE, &mut expect).unwrap();
+            let expect: [u8; 44] = one_shot(&ZERO_SALT, mk.as_ref(), INFO_MESSAGE);
             let (key, nonce) = message_keys(&mk, INFO_MESSAGE);
             assert_eq!(key.expose()[..], expect[..32]);
             assert_eq!(nonce[..], expect[32..]);
+
+            let rk = Key32::new(&mut [seed; 32]);
+            let dh = [seed.wrapping_add(1); 32];
+            let (r, c) = kdf_rk(&rk, &dh);
+            let expect: [u8; 64] = one_shot(rk.expose(), &dh, INFO_ROOT);
+            assert_eq!(joined(&[&r, &c]), expect);
+            let (r, c, n) = kdf_rk_he(&rk, &dh);
+            let expect: [u8; 96] = one_shot(rk.expose(), &dh, INFO_ROOT_HE);
+            assert_eq!(joined(&[&r, &c, &n]), expect);
+            let (a, b) = header_keys(&rk);
+            let expect: [u8; 64] = one_shot(&ZERO_SALT, rk.expose(), INFO_HEADER_KEYS);
+            assert_eq!(joined(&[&a, &b]), expect);
+            let ikm = [seed; 128];
+            let expect: [u8; 32] = one_shot(&ZERO_SALT, &ikm, INFO_X3DH);
+            assert_eq!(*x3dh_sk(&ikm).expose(), expect);
         }
     }
 }

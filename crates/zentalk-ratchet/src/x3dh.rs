@@ -17,13 +17,12 @@
 use core::fmt;
 
 use zentalk_crypto::hash::blake2b_256_parts;
-use zentalk_crypto::kdf::hkdf_sha256;
 use zentalk_crypto::{
     CryptoRngCore, IdentityKeyPair, IdentityPublicKey, Signature, X25519PublicKey, X25519Secret,
 };
 use zeroize::Zeroizing;
 
-use crate::kdf::{INFO_X3DH, Key32, ZERO_SALT};
+use crate::kdf::{Key32, x3dh_sk};
 use crate::message::{Reader, identity_key};
 use crate::{DecodeError, SessionCreationError};
 
@@ -132,9 +131,7 @@ impl SharedSecrets {
             ikm[32 * (i + 1)..32 * (i + 2)].copy_from_slice(*dh);
         }
         let len = 32 * (dhs.len() + 1);
-        let mut sk = Key32::zeroed();
-        // 32 bytes is always a valid HKDF-SHA256 output length.
-        let _ = hkdf_sha256(Some(&ZERO_SALT), &ikm[..len], INFO_X3DH, sk.expose_mut());
+        let sk = x3dh_sk(&ikm[..len]);
         let mut ad = [0u8; AD_LEN];
         ad[..32].copy_from_slice(initiator.as_bytes());
         ad[32..].copy_from_slice(responder.as_bytes());
