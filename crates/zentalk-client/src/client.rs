@@ -47,6 +47,9 @@ pub struct Outgoing {
     pub dest: MailboxAddr,
     /// The client payload (opaque to relays).
     pub payload: Vec<u8>,
+    /// The message id of a sequenced message (text, mailbox handover, session reset), the
+    /// same on every retry; `None` for unsequenced control messages (receipts, typing).
+    pub id: Option<MessageId>,
 }
 
 /// What the application is told.
@@ -236,6 +239,8 @@ pub struct Client {
     seen: HashMap<[u8; 32], Option<(Address, MessageId)>>,
     seen_order: VecDeque<[u8; 32]>,
     pending_handover: Vec<Address>,
+    retry_initial_ms: u64,
+    retry_max_ms: u64,
 }
 
 impl std::fmt::Debug for Client {
@@ -276,7 +281,29 @@ impl Client {
             seen: HashMap::new(),
             seen_order: VecDeque::new(),
             pending_handover: Vec::new(),
+            retry_initial_ms: RETRY_INITIAL_MS,
+            retry_max_ms: RETRY_MAX_MS,
         }
+    }
+
+    /// Sets the retry schedule of unacknowledged messages: the first retry after
+    /// `initial_ms`, then doubling up to `max_ms` (defaults [`RETRY_INITIAL_MS`] and
+    /// [`RETRY_MAX_MS`]; both at least 1 ms, `max_ms` at least `initial_ms`). A runtime
+    /// setting: not part of the snapshot. Messages already queued keep their next retry time.
+    pub fn set_retry_intervals(&mut self, initial_ms: u64, max_ms: u64) {
+        self.retry_initial_ms = initial_ms.max(1);
+        self.retry_max_ms = max_ms.max(self.retry_initial_ms);
+    }
+
+    /// The sequence number of the unacknowledged message `id` to `to` (what
+    /// [`Client::send_text`] just queued); `None` once acknowledged or if unknown.
+    pub fn unacknowledged_seq(&self, to: &Address, id: &MessageId) -> Option<u64> {
+        self.contacts
+            .get(to)?
+            .unacked
+            .iter()
+            .find(|(_, p)| p.id == *id)
+            .map(|(s, _)| *s)
     }
 
     pub(crate) fn parts(&self) -> Parts<'_> {
@@ -514,6 +541,7 @@ impl Client {
             self.outgoing.push_back(Outgoing {
                 dest,
                 payload: payload.clone(),
+                id: Some(id),
             });
         }
         c.unacked.insert(
@@ -521,8 +549,8 @@ impl Client {
             Pending {
                 id,
                 payload,
-                next_retry_ms: now_ms.saturating_add(RETRY_INITIAL_MS),
-                interval_ms: RETRY_INITIAL_MS,
+                next_retry_ms: now_ms.saturating_add(self.retry_initial_ms),
+                interval_ms: self.retry_initial_ms,
                 sent,
                 inner: inner.to_bytes(),
             },
@@ -544,7 +572,11 @@ impl Client {
             .get_mut(to)
             .ok_or(ClientError::UnknownContact)?;
         match c.send_to {
-            Some(dest) => self.outgoing.push_back(Outgoing { dest, payload }),
+            Some(dest) => self.outgoing.push_back(Outgoing {
+                dest,
+                payload,
+                id: None,
+            }),
             None => {
                 if c.pending_controls.len() >= MAX_PENDING_CONTROLS {
                     c.pending_controls.pop_front();
@@ -588,6 +620,7 @@ impl Client {
         rng: &mut impl CryptoRngCore,
         now_ms: u64,
     ) -> Result<(), ClientError> {
+        let retry_max_ms = self.retry_max_ms;
         let addrs: Vec<Address> = self.contacts.keys().copied().collect();
         for a in addrs {
             let Some(c) = self.contacts.get_mut(&a) else {
@@ -600,8 +633,9 @@ impl Client {
                         self.outgoing.push_back(Outgoing {
                             dest,
                             payload: p.payload.clone(),
+                            id: Some(p.id),
                         });
-                        p.interval_ms = (p.interval_ms.saturating_mul(2)).min(RETRY_MAX_MS);
+                        p.interval_ms = (p.interval_ms.saturating_mul(2)).min(retry_max_ms);
                         p.next_retry_ms = now_ms.saturating_add(p.interval_ms);
                     }
                 }
@@ -798,6 +832,7 @@ impl Client {
                 self.outgoing.push_back(Outgoing {
                     dest,
                     payload: p.payload.clone(),
+                    id: Some(p.id),
                 });
             }
         }
@@ -982,6 +1017,7 @@ impl Client {
                         self.outgoing.push_back(Outgoing {
                             dest: addr,
                             payload,
+                            id: None,
                         });
                     }
                     // Messages never sent go now; sent ones are retried there on their
@@ -991,6 +1027,7 @@ impl Client {
                         self.outgoing.push_back(Outgoing {
                             dest: addr,
                             payload: p.payload.clone(),
+                            id: Some(p.id),
                         });
                     }
                 }

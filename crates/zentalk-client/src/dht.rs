@@ -37,6 +37,15 @@ pub async fn publish_card(
     Ok(dht.publish(record).await?)
 }
 
+/// Publishes an already signed card record (from [`Client::card_record`]); returns how many
+/// DHT nodes stored it.
+pub async fn publish_card_record(
+    dht: &DhtHandle,
+    record: zentalk_dht::Record,
+) -> Result<usize, LookupError> {
+    Ok(dht.publish(record).await?)
+}
+
 /// Finds and verifies the contact card of `identity`.
 pub async fn fetch_card(
     dht: &DhtHandle,

@@ -50,6 +50,7 @@ pub mod card;
 mod client;
 pub mod dht;
 pub mod directory;
+pub mod driver;
 mod error;
 pub mod mailbox;
 pub mod net;
@@ -65,6 +66,10 @@ pub use client::{
     REPAIR_AFTER_FAILURES, RETRY_INITIAL_MS, RETRY_MAX_MS, SEEN_CAPACITY,
 };
 pub use directory::{Directory, ROUTE_LEN, RelayEntry};
+pub use driver::{
+    DriverConfig, DriverError, DriverEvent, DriverHandle, DriverOptions, start, start_subscribed,
+    start_with,
+};
 pub use error::ClientError;
 pub use mailbox::{MailboxAddr, MailboxKey};
 pub use payload::{Body, Inner, MAX_TEXT_LEN, MessageId, PAYLOAD_VERSION};

@@ -13,7 +13,7 @@ use zentalk_relay::Limits;
 use zentalk_relay::link::{self, Link, LinkError};
 use zentalk_wire::proto::{
     Error as WireErrorBody, MailboxAck, MailboxAuth, MailboxBatch, MailboxChallenge, MailboxFetch,
-    MailboxItem, MailboxPush,
+    MailboxItem, MailboxPush, Ping,
 };
 use zentalk_wire::{Flags, Frame, MessageId, MessageType, WireError};
 
@@ -64,6 +64,62 @@ async fn open_link(
     let local = X25519Secret::generate(rng);
     let remote = X25519PublicKey::from_bytes(entry.noise_key);
     Ok(link::connect(stream, &local, &remote, limits, rng).await?)
+}
+
+/// A Noise link to a first hop that several onion packets are sent over (the driver keeps one
+/// per first hop while it is busy, see `docs/protocol/zentalk-client.md`). Each link still
+/// uses a fresh Noise static key.
+#[derive(Debug)]
+pub struct PacketLink {
+    link: Link<TcpStream>,
+}
+
+impl PacketLink {
+    /// Opens a link to `first` (TCP, then the Noise XK handshake with a fresh static key).
+    pub async fn open(
+        first: &RelayEntry,
+        limits: &Limits,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Self, NetError> {
+        Ok(Self {
+            link: open_link(first, limits, rng).await?,
+        })
+    }
+
+    /// Sends one onion packet. Not cancel-safe (a cancelled send leaves the link unusable).
+    pub async fn send(
+        &mut self,
+        packet: OutgoingPacket,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(), NetError> {
+        let frame = Frame::onion_packet(
+            MessageId::random(rng),
+            Flags::EMPTY,
+            Bytes::from(packet.packet.into_bytes()),
+        )?;
+        self.link.send(&frame).await?;
+        Ok(())
+    }
+
+    /// Waits for what the relay sends on this link (a relay says nothing on a packet link
+    /// unless it closes it or refuses a frame): `Ok(())` for a harmless frame (Pong), an error
+    /// when the link ended (Close, Error frame, end of stream). Cancel-safe.
+    pub async fn watch(&mut self) -> Result<(), NetError> {
+        let frame = self.link.recv().await?;
+        match frame.message_type() {
+            MessageType::Pong => Ok(()),
+            MessageType::Error => Err(refused(&frame)),
+            found => Err(NetError::Unexpected {
+                expected: "nothing (or Pong) on a packet link",
+                found,
+            }),
+        }
+    }
+
+    /// Closes the link (Noise and TCP shutdown).
+    pub async fn close(mut self) {
+        let _ = self.link.shutdown().await;
+    }
 }
 
 /// Sends `packet` to its first hop `first` over a fresh Noise link, then closes the link.
@@ -159,9 +215,13 @@ impl MailboxLink {
         Ok((this, first))
     }
 
-    /// Waits for the next batch or push.
+    /// Waits for the next batch or push (a Pong answering [`MailboxLink::ping`] is skipped).
+    /// Cancel-safe.
     pub async fn next(&mut self) -> Result<Incoming, NetError> {
-        let frame = self.link.recv().await?;
+        let mut frame = self.link.recv().await?;
+        while frame.message_type() == MessageType::Pong {
+            frame = self.link.recv().await?;
+        }
         match frame.message_type() {
             MessageType::MailboxBatch => {
                 let b: MailboxBatch = frame.decode_body()?;
@@ -200,6 +260,22 @@ impl MailboxLink {
             .send(&Frame::new(MessageId::random(rng), &f)?)
             .await?;
         Ok(())
+    }
+
+    /// Sends a Ping (a relay closes a link that stays silent for its idle timeout).
+    pub async fn ping(&mut self, rng: &mut impl CryptoRngCore) -> Result<(), NetError> {
+        let p = Ping {
+            nonce: rng.next_u64(),
+        };
+        self.link
+            .send(&Frame::new(MessageId::random(rng), &p)?)
+            .await?;
+        Ok(())
+    }
+
+    /// Closes the link (Noise and TCP shutdown).
+    pub async fn close(mut self) {
+        let _ = self.link.shutdown().await;
     }
 
     /// Lets the relay delete every item up to `up_to_seq` (call after the items are saved).

@@ -1,0 +1,515 @@
+//! The driver against the real thing, in one process: a UDP DHT on 127.0.0.1, five
+//! zentalk-relay relays (TCP + Noise, SQLite mailboxes, onion forwarding, descriptors
+//! published in and found through the DHT) and clients whose engine state and history live in
+//! encrypted SQLite stores in a temp directory.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use tokio::sync::broadcast;
+use zentalk_client::driver::{HistoryMessage, MessageStatus};
+use zentalk_client::{
+    Client, DriverConfig, DriverError, DriverEvent, DriverHandle, DriverOptions, start_subscribed,
+    start_with,
+};
+use zentalk_crypto::{Address, IdentityKeyPair, NodeId};
+use zentalk_dht::net::{DhtHandle, NetConfig, spawn};
+use zentalk_relay::{Limits, Relay, RelayConfig, RelayHandle, RelayKeys};
+use zentalk_storage::client::{ClientStore, KdfParams};
+
+/// Generous bound for anything the network should do in well under a second.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+struct Net {
+    boot: DhtHandle,
+    relays: Vec<RelayHandle>,
+    nodes: Vec<NodeId>,
+    stops: Vec<Option<tokio::sync::oneshot::Sender<()>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Net {
+    /// A DHT bootstrap node and `n` relays that publish their descriptors in it; returns when
+    /// every descriptor can be found.
+    async fn start(n: usize, rng: &mut ChaCha20Rng) -> Self {
+        let (boot, _) = spawn(
+            IdentityKeyPair::generate(rng),
+            "127.0.0.1:0".parse().unwrap(),
+            NetConfig::default(),
+        )
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut relays = Vec::new();
+        let mut stops = Vec::new();
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            let config = RelayConfig {
+                listen_addr: "127.0.0.1:0".parse().unwrap(),
+                metrics_addr: "127.0.0.1:0".parse().unwrap(),
+                mailbox_path: dir.path().join(format!("relay{i}.sqlite")),
+                dht_listen_addr: Some("127.0.0.1:0".parse().unwrap()),
+                dht_bootstrap: vec![boot.local_addr()],
+                shutdown_grace: Duration::from_millis(200),
+                ..RelayConfig::default()
+            };
+            let relay = Relay::bind_with_keys(config, RelayKeys::generate(rng))
+                .await
+                .unwrap();
+            relays.push(relay.handle());
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            tasks.push(tokio::spawn(async move {
+                let _ = relay
+                    .run(async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            }));
+            stops.push(Some(stop));
+        }
+        let nodes: Vec<NodeId> = relays.iter().map(RelayHandle::node_id).collect();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let dir = zentalk_client::dht::directory_from_dht(&boot, &nodes, unix_ms()).await;
+            if dir.relays().len() == n {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "descriptors not found"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self {
+            boot,
+            relays,
+            nodes,
+            stops,
+            tasks,
+            _dir: dir,
+        }
+    }
+
+    /// Stops relay `i` (graceful: it closes its links, its port stops accepting).
+    async fn stop_relay(&mut self, i: usize) {
+        if let Some(s) = self.stops[i].take() {
+            let _ = s.send(());
+        }
+        let t = std::mem::replace(&mut self.tasks[i], tokio::spawn(async {}));
+        t.await.unwrap();
+    }
+
+    async fn client_dht(&self, rng: &mut ChaCha20Rng) -> DhtHandle {
+        let (h, _) = spawn(
+            IdentityKeyPair::generate(rng),
+            "127.0.0.1:0".parse().unwrap(),
+            NetConfig::default(),
+        )
+        .await
+        .unwrap();
+        h.bootstrap(vec![self.boot.local_addr()]).await.unwrap();
+        h
+    }
+
+    async fn config(&self, rng: &mut ChaCha20Rng) -> DriverConfig {
+        DriverConfig {
+            dht: self.client_dht(rng).await,
+            limits: Limits::default(),
+            relays: self.nodes.clone(),
+            directory_refresh: Duration::from_secs(30),
+            hold_mailbox_links: true,
+        }
+    }
+
+    async fn shutdown(mut self) {
+        for i in 0..self.stops.len() {
+            self.stop_relay(i).await;
+        }
+        let _ = &self.relays;
+    }
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "relays and records live in Unix time"
+)]
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn options(rng: &mut ChaCha20Rng) -> DriverOptions {
+    let mut seed = [0u8; 32];
+    rng.fill_bytes(&mut seed);
+    DriverOptions {
+        rng_seed: Some(seed),
+        retry_initial: Duration::from_millis(300),
+        retry_max: Duration::from_millis(1_000),
+        reconnect_initial: Duration::from_millis(50),
+        reconnect_max: Duration::from_millis(500),
+        relay_down_for: Duration::from_secs(30),
+        connect_timeout: Duration::from_secs(3),
+        ..DriverOptions::default()
+    }
+}
+
+async fn new_store(path: &Path) -> ClientStore {
+    ClientStore::create(path, b"correct horse", KdfParams::TEST)
+        .await
+        .unwrap()
+}
+
+/// Adds `whom` by identity key, waiting for its card to be in the DHT.
+async fn add(a: &DriverHandle, whom: &DriverHandle) -> Address {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match a.add_contact(whom.identity_key()).await {
+            Ok(info) => return info.address,
+            Err(DriverError::Lookup(_)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("add_contact: {e}"),
+        }
+    }
+}
+
+/// Collects the texts of `Message` events from `from` until `n` arrived.
+async fn texts(rx: &mut broadcast::Receiver<DriverEvent>, from: Address, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while got.len() < n {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(DriverEvent::Message { from: f, text, .. })) if f == from => got.push(text),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("events: {e}"),
+            Err(_) => panic!("only {} of {n} texts arrived: {got:?}", got.len()),
+        }
+    }
+    got
+}
+
+/// Waits until `pending()` is 0 (every message acknowledged by its peer).
+async fn settled(d: &DriverHandle) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while d.pending().await.unwrap() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "still pending");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every further text from `from` within `quiet` is a duplicate or an extra: none may come.
+async fn no_more_texts(rx: &mut broadcast::Receiver<DriverEvent>, from: Address, quiet: Duration) {
+    let deadline = tokio::time::Instant::now() + quiet;
+    while let Ok(r) = tokio::time::timeout_at(deadline, rx.recv()).await {
+        if let Ok(DriverEvent::Message { from: f, text, .. }) = r {
+            assert_ne!(f, from, "unexpected or duplicate text {text:?}");
+        }
+    }
+}
+
+async fn history(d: &DriverHandle, peer: Address) -> Vec<HistoryMessage> {
+    d.messages(peer, None, 500).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_drivers_exchange_by_push_with_history_unread_and_receipts() {
+    let seed = 7001;
+    println!("seed {seed}");
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let net = Net::start(5, &mut rng).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let n = &net.nodes;
+    let alice_client = Client::new(&mut rng, n[0], n.clone());
+    let bob_client = Client::new(&mut rng, n[1], n.clone());
+    let alice = start_with(
+        alice_client,
+        new_store(&tmp.path().join("alice.db")).await,
+        net.config(&mut rng).await,
+        options(&mut rng),
+    )
+    .await
+    .unwrap();
+    let bob = start_with(
+        bob_client,
+        new_store(&tmp.path().join("bob.db")).await,
+        net.config(&mut rng).await,
+        options(&mut rng),
+    )
+    .await
+    .unwrap();
+    let mut alice_rx = alice.subscribe();
+    let mut bob_rx = bob.subscribe();
+
+    // Unknown peer: refused until added.
+    assert!(matches!(
+        alice.send_text(bob.address(), "x".into()).await,
+        Err(DriverError::UnknownContact)
+    ));
+    let b = add(&alice, &bob).await;
+    assert_eq!(b, bob.address());
+    let a = alice.address();
+
+    let sent: Vec<String> = (0..6).map(|i| format!("alice {i}")).collect();
+    for t in &sent {
+        alice.send_text(b, t.clone()).await.unwrap();
+    }
+    assert_eq!(texts(&mut bob_rx, a, 6).await, sent);
+    let replies: Vec<String> = (0..4).map(|i| format!("bob {i}")).collect();
+    for t in &replies {
+        bob.send_text(a, t.clone()).await.unwrap();
+    }
+    assert_eq!(texts(&mut alice_rx, b, 4).await, replies);
+    settled(&alice).await;
+    settled(&bob).await;
+    no_more_texts(&mut bob_rx, a, Duration::from_millis(300)).await;
+    no_more_texts(&mut alice_rx, b, Duration::from_millis(100)).await;
+
+    // History on both sides: every text once, newest first, with statuses and sequence
+    // numbers; outgoing ones delivered.
+    let h = history(&alice, b).await;
+    assert_eq!(h.len(), 10);
+    let mut chrono: Vec<&HistoryMessage> = h.iter().rev().collect();
+    chrono.sort_by_key(|m| (m.outgoing, m.seq));
+    let out: Vec<&str> = chrono
+        .iter()
+        .filter(|m| m.outgoing)
+        .map(|m| m.text.as_str())
+        .collect();
+    assert_eq!(out, sent.iter().map(String::as_str).collect::<Vec<_>>());
+    for m in h.iter().filter(|m| m.outgoing) {
+        assert_eq!(m.status, MessageStatus::Delivered, "{m:?}");
+        assert!(m.seq >= 1);
+    }
+    let incoming: Vec<u64> = h.iter().filter(|m| !m.outgoing).map(|m| m.seq).collect();
+    assert_eq!(incoming.len(), 4);
+    assert!(h.iter().filter(|m| !m.outgoing).all(|m| !m.read));
+
+    // Pages of 4 with cursors: 4 + 4 + 2, no overlap, same order as one big page.
+    let p1 = alice.messages(b, None, 4).await.unwrap();
+    let p2 = alice.messages(b, Some(p1[3].cursor), 4).await.unwrap();
+    let p3 = alice.messages(b, Some(p2[3].cursor), 4).await.unwrap();
+    assert_eq!((p1.len(), p2.len(), p3.len()), (4, 4, 2));
+    let joined: Vec<_> = p1.iter().chain(&p2).chain(&p3).map(|m| m.id).collect();
+    assert_eq!(joined, h.iter().map(|m| m.id).collect::<Vec<_>>());
+    assert!(matches!(
+        alice.messages(b, None, 0).await,
+        Err(DriverError::PageLimit { .. })
+    ));
+
+    // Unread counts, then mark read: the count drops to 0 and Bob sees read receipts.
+    let convs = alice.conversations().await.unwrap();
+    assert_eq!(convs.len(), 1);
+    assert_eq!(convs[0].peer, b);
+    assert_eq!(convs[0].unread, 4);
+    assert_eq!(convs[0].last_text.as_deref(), Some("bob 3"));
+    let bob_convs = bob.conversations().await.unwrap();
+    assert_eq!(bob_convs[0].unread, 6);
+    alice.mark_read(b).await.unwrap();
+    assert_eq!(alice.conversations().await.unwrap()[0].unread, 0);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let bh = history(&bob, a).await;
+        if bh
+            .iter()
+            .filter(|m| m.outgoing)
+            .all(|m| m.status == MessageStatus::Read)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no read receipts: {bh:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Typing reaches the peer as an event.
+    alice.set_typing(b, true).await.unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match tokio::time::timeout_at(deadline, bob_rx.recv()).await {
+            Ok(Ok(DriverEvent::Typing { from, typing })) => {
+                assert_eq!((from, typing), (a, true));
+                break;
+            }
+            Ok(Ok(_)) => {}
+            other => panic!("no typing event: {other:?}"),
+        }
+    }
+
+    // Events serialize with string ids and addresses (what the local API sends as JSON).
+    let text = serialized_text(&DriverEvent::Sent {
+        to: b,
+        id: [0xab; 16],
+    });
+    assert!(
+        text.contains(&b.to_string()) && text.contains(&"ab".repeat(16)),
+        "{text}"
+    );
+
+    alice.shutdown().await.unwrap();
+    bob.shutdown().await.unwrap();
+    assert!(matches!(alice.pending().await, Err(DriverError::Stopped)));
+    net.shutdown().await;
+}
+
+/// The event through its `Serialize` impl (postcard: strings appear verbatim in the bytes).
+fn serialized_text(e: &DriverEvent) -> String {
+    String::from_utf8_lossy(&postcard::to_allocvec(e).unwrap()).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_driver_finds_everything_sent_while_it_was_down() {
+    let seed = 7002;
+    println!("seed {seed}");
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let net = Net::start(5, &mut rng).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let n = &net.nodes;
+    let bob_path = tmp.path().join("bob.db");
+    let alice = start_with(
+        Client::new(&mut rng, n[0], n.clone()),
+        new_store(&tmp.path().join("alice.db")).await,
+        net.config(&mut rng).await,
+        options(&mut rng),
+    )
+    .await
+    .unwrap();
+    let bob = start_with(
+        Client::new(&mut rng, n[1], n.clone()),
+        new_store(&bob_path).await,
+        net.config(&mut rng).await,
+        options(&mut rng),
+    )
+    .await
+    .unwrap();
+    let mut bob_rx = bob.subscribe();
+    let b = add(&alice, &bob).await;
+    let a = alice.address();
+    alice.send_text(b, "before 0".into()).await.unwrap();
+    alice.send_text(b, "before 1".into()).await.unwrap();
+    assert_eq!(texts(&mut bob_rx, a, 2).await, ["before 0", "before 1"]);
+    settled(&alice).await;
+    bob.shutdown().await.unwrap();
+
+    // Bob is gone: Alice writes; her messages wait in Bob's mailbox (unacknowledged, so
+    // her driver keeps retrying them).
+    let during: Vec<String> = (0..4).map(|i| format!("during {i}")).collect();
+    for t in &during {
+        alice.send_text(b, t.clone()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(alice.pending().await.unwrap(), 4);
+
+    // Bob comes back from his store alone (no other state) and finds everything, once.
+    let store = ClientStore::open(&bob_path, b"correct horse")
+        .await
+        .unwrap();
+    let client = Client::load(&store).await.unwrap().unwrap();
+    assert_eq!(client.address(), b);
+    let (bob, mut bob_rx) =
+        start_subscribed(client, store, net.config(&mut rng).await, options(&mut rng))
+            .await
+            .unwrap();
+    assert_eq!(texts(&mut bob_rx, a, 4).await, during);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let h = history(&bob, a).await;
+        let incoming: Vec<&str> = h
+            .iter()
+            .rev()
+            .filter(|m| !m.outgoing)
+            .map(|m| m.text.as_str())
+            .collect();
+        if incoming.len() >= 6 {
+            assert_eq!(
+                incoming,
+                [
+                    "before 0", "before 1", "during 0", "during 1", "during 2", "during 3"
+                ]
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "history: {incoming:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    settled(&alice).await;
+    no_more_texts(&mut bob_rx, a, Duration::from_millis(800)).await;
+    assert_eq!(history(&bob, a).await.len(), 6);
+    assert_eq!(bob.conversations().await.unwrap()[0].unread, 6);
+    // And the restarted Bob can still answer in the same session.
+    bob.send_text(a, "back".into()).await.unwrap();
+    settled(&bob).await;
+    alice.shutdown().await.unwrap();
+    bob.shutdown().await.unwrap();
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_stopped_mid_run_messages_take_other_routes_exactly_once() {
+    let seed = 7003;
+    println!("seed {seed}");
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut net = Net::start(5, &mut rng).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let n = net.nodes.clone();
+    // Mailboxes only on relays 0 and 1; relays 2..4 only forward.
+    let keep = vec![n[0], n[1]];
+    let alice = start_with(
+        Client::new(&mut rng, n[0], keep.clone()),
+        new_store(&tmp.path().join("alice.db")).await,
+        net.config(&mut rng).await,
+        options(&mut rng),
+    )
+    .await
+    .unwrap();
+    let bob = start_with(
+        Client::new(&mut rng, n[1], keep),
+        new_store(&tmp.path().join("bob.db")).await,
+        net.config(&mut rng).await,
+        options(&mut rng),
+    )
+    .await
+    .unwrap();
+    let mut alice_rx = alice.subscribe();
+    let mut bob_rx = bob.subscribe();
+    let b = add(&alice, &bob).await;
+    let a = alice.address();
+    alice.send_text(b, "m0".into()).await.unwrap();
+    assert_eq!(texts(&mut bob_rx, a, 1).await, ["m0"]);
+    settled(&alice).await;
+
+    // Relay 4 stops; its descriptor stays in the DHT, so routes still name it until the
+    // driver finds it down.
+    net.stop_relay(4).await;
+    let stopped = n[4];
+    let sent: Vec<String> = (1..=20).map(|i| format!("m{i}")).collect();
+    for t in &sent {
+        alice.send_text(b, t.clone()).await.unwrap();
+    }
+    assert_eq!(texts(&mut bob_rx, a, 20).await, sent);
+    settled(&alice).await;
+    no_more_texts(&mut bob_rx, a, Duration::from_millis(500)).await;
+    let mut downs: HashMap<NodeId, usize> = HashMap::new();
+    while let Ok(e) = alice_rx.try_recv() {
+        if let DriverEvent::RelayDown { relay, .. } = e {
+            *downs.entry(relay).or_default() += 1;
+        }
+    }
+    assert_eq!(downs.keys().collect::<Vec<_>>(), [&stopped], "{downs:?}");
+    let h = history(&bob, a).await;
+    assert_eq!(h.len(), 21);
+    alice.shutdown().await.unwrap();
+    bob.shutdown().await.unwrap();
+    net.shutdown().await;
+}
