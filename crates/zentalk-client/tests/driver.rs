@@ -27,6 +27,8 @@ const PATIENCE: Duration = Duration::from_secs(20);
 struct Net {
     boot: DhtHandle,
     relays: Vec<RelayHandle>,
+    configs: Vec<RelayConfig>,
+    keys: Vec<RelayKeys>,
     nodes: Vec<NodeId>,
     stops: Vec<Option<tokio::sync::oneshot::Sender<()>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -48,6 +50,8 @@ impl Net {
         let mut relays = Vec::new();
         let mut stops = Vec::new();
         let mut tasks = Vec::new();
+        let mut configs = Vec::new();
+        let mut keyss = Vec::new();
         for i in 0..n {
             let config = RelayConfig {
                 listen_addr: "127.0.0.1:0".parse().unwrap(),
@@ -58,10 +62,14 @@ impl Net {
                 shutdown_grace: Duration::from_millis(200),
                 ..RelayConfig::default()
             };
-            let relay = Relay::bind_with_keys(config, RelayKeys::generate(rng))
-                .await
-                .unwrap();
+            let keys = RelayKeys::generate(rng);
+            keyss.push(keys.duplicate());
+            let relay = Relay::bind_with_keys(config.clone(), keys).await.unwrap();
             relays.push(relay.handle());
+            configs.push(RelayConfig {
+                listen_addr: relay.local_addr().unwrap(),
+                ..config
+            });
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             tasks.push(tokio::spawn(async move {
                 let _ = relay
@@ -88,6 +96,8 @@ impl Net {
         Self {
             boot,
             relays,
+            configs,
+            keys: keyss,
             nodes,
             stops,
             tasks,
@@ -102,6 +112,24 @@ impl Net {
         }
         let t = std::mem::replace(&mut self.tasks[i], tokio::spawn(async {}));
         t.await.unwrap();
+    }
+
+    /// Starts relay `i` again: same keys, same link port, same mailbox file (fresh onion
+    /// keys, republished descriptor).
+    async fn restart_relay(&mut self, i: usize) {
+        let relay = Relay::bind_with_keys(self.configs[i].clone(), self.keys[i].duplicate())
+            .await
+            .unwrap();
+        self.relays[i] = relay.handle();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        self.tasks[i] = tokio::spawn(async move {
+            let _ = relay
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        self.stops[i] = Some(stop);
     }
 
     async fn client_dht(&self, rng: &mut ChaCha20Rng) -> DhtHandle {
@@ -512,4 +540,330 @@ async fn relay_stopped_mid_run_messages_take_other_routes_exactly_once() {
     alice.shutdown().await.unwrap();
     bob.shutdown().await.unwrap();
     net.shutdown().await;
+}
+
+/// Sends `texts` while the receiver's driver runs in its own runtime, drops that runtime
+/// abruptly (every task cut at its next await, nothing flushed: what `kill -9` leaves), then
+/// restarts the receiver from its store. Every text is seen exactly once across the crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receiver_killed_mid_stream_loses_nothing_and_sees_nothing_twice() {
+    let seed = 7004;
+    println!("seed {seed}");
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let net = Net::start(5, &mut rng).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let n = net.nodes.clone();
+    let bob_path = tmp.path().join("bob.db");
+    let alice = start_with(
+        Client::new(&mut rng, n[0], n.clone()),
+        new_store(&tmp.path().join("alice.db")).await,
+        net.config(&mut rng).await,
+        options(&mut rng),
+    )
+    .await
+    .unwrap();
+    let a = alice.address();
+    // Bob's driver in a runtime of its own, on its own thread.
+    let mut bob_rt = Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap(),
+    );
+    let bob_client = Client::new(&mut rng, n[1], n.clone());
+    let (bob_config, bob_options) = (net.config(&mut rng).await, options(&mut rng));
+    let bob_store = new_store(&bob_path).await;
+    let (bob, mut bob_rx) = bob_rt
+        .as_ref()
+        .unwrap()
+        .spawn(async move {
+            start_subscribed(bob_client, bob_store, bob_config, bob_options)
+                .await
+                .unwrap()
+        })
+        .await
+        .unwrap();
+    let b = add(&alice, &bob).await;
+    let sent: Vec<String> = (0..30).map(|i| format!("t{i}")).collect();
+    let mut before = Vec::new();
+    for (i, t) in sent.iter().enumerate() {
+        alice.send_text(b, t.clone()).await.unwrap();
+        if i == 9 {
+            // Let some arrive, then kill Bob while the rest are in flight.
+            before = texts(&mut bob_rx, a, 5).await;
+            bob_rt.take().unwrap().shutdown_background();
+        }
+    }
+    // Whatever Bob announced before dying is in his history (events go out after saving).
+    while let Ok(e) = bob_rx.try_recv() {
+        if let DriverEvent::Message { text, .. } = e {
+            before.push(text);
+        }
+    }
+    drop(bob);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let store = ClientStore::open(&bob_path, b"correct horse")
+        .await
+        .unwrap();
+    let client = Client::load(&store).await.unwrap().unwrap();
+    let (bob, mut bob_rx) =
+        start_subscribed(client, store, net.config(&mut rng).await, options(&mut rng))
+            .await
+            .unwrap();
+    let rest = texts(&mut bob_rx, a, sent.len() - before.len()).await;
+    let all: Vec<String> = before.into_iter().chain(rest).collect();
+    assert_eq!(all, sent);
+    settled(&alice).await;
+    no_more_texts(&mut bob_rx, a, Duration::from_millis(500)).await;
+    let h = history(&bob, a).await;
+    assert_eq!(h.len(), sent.len());
+    alice.shutdown().await.unwrap();
+    bob.shutdown().await.unwrap();
+    net.shutdown().await;
+}
+
+/// Without held links (what `zentalk inbox` does): nothing arrives until `sync_now`, which
+/// fetches, saves, acknowledges and sends the receipts; the card is republished on schedule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_mode_sync_now_and_card_republication() {
+    let seed = 7005;
+    println!("seed {seed}");
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let net = Net::start(5, &mut rng).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let n = net.nodes.clone();
+    let alice = start_with(
+        Client::new(&mut rng, n[0], n.clone()),
+        new_store(&tmp.path().join("alice.db")).await,
+        net.config(&mut rng).await,
+        options(&mut rng),
+    )
+    .await
+    .unwrap();
+    let mut bob_config = net.config(&mut rng).await;
+    bob_config.hold_mailbox_links = false;
+    let (bob, mut bob_rx) = start_subscribed(
+        Client::new(&mut rng, n[1], n.clone()),
+        new_store(&tmp.path().join("bob.db")).await,
+        bob_config,
+        DriverOptions {
+            card_republish: Duration::from_millis(300),
+            ..options(&mut rng)
+        },
+    )
+    .await
+    .unwrap();
+    let b = add(&alice, &bob).await;
+    let a = alice.address();
+    for i in 0..3 {
+        alice.send_text(b, format!("f{i}")).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(history(&bob, a).await.is_empty(), "nothing without a sync");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut fetched = 0;
+    loop {
+        let r = bob.sync_now().await.unwrap();
+        fetched += r.fetched;
+        if history(&bob, a).await.len() == 3 && alice.pending().await.unwrap() == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "sync never settled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(fetched >= 3);
+    assert_eq!(texts(&mut bob_rx, a, 3).await, ["f0", "f1", "f2"]);
+    // Acknowledged: a further sync fetches nothing new from the contact mailbox.
+    let r = bob.sync_now().await.unwrap();
+    assert_eq!(r.refused, 0);
+    assert!(history(&bob, a).await.len() == 3);
+    let mut published = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while published < 2 {
+        match tokio::time::timeout_at(deadline, bob_rx.recv()).await {
+            Ok(Ok(DriverEvent::CardPublished { stored_on })) => {
+                assert!(stored_on > 0);
+                published += 1;
+            }
+            Ok(Ok(_)) => {}
+            other => panic!("card not republished: {other:?}"),
+        }
+    }
+    alice.shutdown().await.unwrap();
+    bob.shutdown().await.unwrap();
+    net.shutdown().await;
+}
+
+/// The relay keeping Bob's mailboxes restarts (same keys and port, fresh onion keys): Bob's
+/// link goes down and comes back by itself, the directory refresh picks up the new
+/// descriptor, and Alice's retries arrive exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailbox_relay_restart_link_reconnects_and_retries_arrive_once() {
+    let seed = 7006;
+    println!("seed {seed}");
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut net = Net::start(5, &mut rng).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let n = net.nodes.clone();
+    let fast = |cfg: DriverConfig| DriverConfig {
+        directory_refresh: Duration::from_millis(300),
+        ..cfg
+    };
+    let alice = start_with(
+        Client::new(&mut rng, n[0], vec![n[0]]),
+        new_store(&tmp.path().join("alice.db")).await,
+        fast(net.config(&mut rng).await),
+        options(&mut rng),
+    )
+    .await
+    .unwrap();
+    let (bob, mut bob_rx) = start_subscribed(
+        Client::new(&mut rng, n[1], vec![n[1]]),
+        new_store(&tmp.path().join("bob.db")).await,
+        fast(net.config(&mut rng).await),
+        options(&mut rng),
+    )
+    .await
+    .unwrap();
+    let b = add(&alice, &bob).await;
+    let a = alice.address();
+    alice.send_text(b, "r0".into()).await.unwrap();
+    assert_eq!(texts(&mut bob_rx, a, 1).await, ["r0"]);
+    settled(&alice).await;
+
+    net.stop_relay(1).await;
+    let sent = ["r1", "r2", "r3"];
+    for t in sent {
+        alice.send_text(b, t.into()).await.unwrap();
+    }
+    // Down long enough for a new descriptor sequence (Unix seconds) and a few retries.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    net.restart_relay(1).await;
+    let mut got = Vec::new();
+    let (mut down, mut up) = (false, false);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while got.len() < 3 {
+        match tokio::time::timeout_at(deadline, bob_rx.recv()).await {
+            Ok(Ok(DriverEvent::Message { from, text, .. })) if from == a => got.push(text),
+            Ok(Ok(DriverEvent::LinkDown { relay, .. })) if relay == n[1] => down = true,
+            Ok(Ok(DriverEvent::LinkUp { relay })) if relay == n[1] && down => up = true,
+            Ok(Ok(_)) => {}
+            other => panic!("after restart: {other:?}, got {got:?}"),
+        }
+    }
+    assert_eq!(got, sent);
+    assert!(down && up, "link state events: down {down}, up {up}");
+    settled(&alice).await;
+    no_more_texts(&mut bob_rx, a, Duration::from_millis(500)).await;
+    assert_eq!(history(&bob, a).await.len(), 4);
+    alice.shutdown().await.unwrap();
+    bob.shutdown().await.unwrap();
+    net.shutdown().await;
+}
+
+#[tokio::test]
+async fn options_are_checked_and_the_seed_is_not_printed() {
+    let mut rng = ChaCha20Rng::seed_from_u64(7007);
+    let (dht, _) = spawn(
+        IdentityKeyPair::generate(&mut rng),
+        "127.0.0.1:0".parse().unwrap(),
+        NetConfig::default(),
+    )
+    .await
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let relay = NodeId::from_bytes([3; 32]);
+    let config = DriverConfig {
+        dht,
+        limits: Limits::default(),
+        relays: vec![relay],
+        directory_refresh: Duration::from_secs(30),
+        hold_mailbox_links: false,
+    };
+    for bad in [
+        DriverOptions {
+            send_attempts: 0,
+            ..DriverOptions::default()
+        },
+        DriverOptions {
+            command_capacity: 0,
+            ..DriverOptions::default()
+        },
+    ] {
+        let r = start_with(
+            Client::new(&mut rng, relay, vec![]),
+            new_store(&tmp.path().join(format!("s{}.db", bad.send_attempts))).await,
+            config.clone(),
+            bad,
+        )
+        .await;
+        assert!(matches!(r, Err(DriverError::Option { .. })), "{r:?}");
+    }
+    let o = DriverOptions {
+        rng_seed: Some([0x5a; 32]),
+        ..DriverOptions::default()
+    };
+    let dbg = format!("{o:?}");
+    assert!(!dbg.contains("90") && !dbg.contains("5a"), "{dbg}");
+
+    // A driver with no relay in the directory still answers; a text cannot be routed and
+    // says so, and the history keeps it as `sending` for the engine's retries.
+    let mut seed = [0u8; 32];
+    rng.fill_bytes(&mut seed);
+    let peer_client = Client::new(&mut rng, relay, vec![]);
+    let card = zentalk_client::ContactCard::from_bytes(&{
+        let mut p = peer_client;
+        p.contact_card(&mut rng).unwrap().to_bytes()
+    })
+    .unwrap();
+    let mut me = Client::new(&mut rng, relay, vec![]);
+    let peer = me.add_contact(&card);
+    let (d, mut rx) = start_subscribed(
+        me,
+        new_store(&tmp.path().join("lonely.db")).await,
+        config,
+        DriverOptions {
+            rng_seed: Some(seed),
+            publish_card: false,
+            ..DriverOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let id = d.send_text(peer, "into the void".into()).await.unwrap();
+    loop {
+        match tokio::time::timeout(PATIENCE, rx.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            DriverEvent::SendFailed {
+                id: Some(failed), ..
+            } if failed == id => break,
+            DriverEvent::MailboxCreated { .. } | DriverEvent::SendFailed { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let h = history(&d, peer).await;
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].status, MessageStatus::Sending);
+    // The text and the mailbox handover that opened the conversation.
+    assert_eq!(d.pending().await.unwrap(), 2);
+    assert!(matches!(
+        d.messages(peer, None, 501).await,
+        Err(DriverError::PageLimit {
+            max: 500,
+            found: 501
+        })
+    ));
+    let stranger = Address::from_bytes([9; 32]);
+    assert!(matches!(
+        d.set_typing(stranger, true).await,
+        Err(DriverError::UnknownContact)
+    ));
+    assert!(d.messages(stranger, None, 10).await.unwrap().is_empty());
+    d.mark_read(stranger).await.unwrap();
+    d.shutdown().await.unwrap();
+    assert!(matches!(d.shutdown().await, Err(DriverError::Stopped)));
 }

@@ -403,6 +403,12 @@ pub enum DriverEvent {
         /// Why.
         reason: String,
     },
+    /// Saving to the store failed: nothing is acknowledged or sent until a save succeeds
+    /// (tried again at the next event).
+    StoreFailed {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A request to the driver task.

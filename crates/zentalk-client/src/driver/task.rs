@@ -240,7 +240,11 @@ impl Driver {
             }
             // A failed save leaves everything unacknowledged and unsent; the next event
             // tries again.
-            let _ = self.commit().await;
+            if let Err(e) = self.commit().await {
+                let _ = self.events.send(DriverEvent::StoreFailed {
+                    reason: e.to_string(),
+                });
+            }
         }
     }
 
