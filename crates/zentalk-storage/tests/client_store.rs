@@ -921,3 +921,145 @@ async fn random_file_damage_never_panics() {
     );
     assert_eq!(opened + refused, 40);
 }
+
+/// Count of `message_tags` entries per level, read from the file after the store closed.
+async fn tag_levels(path: &Path) -> Vec<(i64, i64)> {
+    let mut c = sqlx::SqliteConnection::connect_with(&raw(path))
+        .await
+        .unwrap();
+    let v: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT level, count(*) FROM message_tags GROUP BY level ORDER BY level")
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+    c.close().await.unwrap();
+    v
+}
+
+/// The message-id index is leveled (schema version 2): level 0 is merged into level 1 once it
+/// holds more than `TAG_LEVEL0_MAX` entries; lookups, redelivery detection and deletions work
+/// whatever level an id is in.
+#[tokio::test]
+async fn message_id_index_levels_merge_and_stay_exact() {
+    use zentalk_storage::client::TAG_LEVEL0_MAX;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.zt");
+    let s = new_store(dir.path()).await;
+    s.create_conversation(&conv(1)).await.unwrap();
+    s.create_conversation(&conv(2)).await.unwrap();
+    let level0 = usize::try_from(TAG_LEVEL0_MAX).unwrap();
+    // Enough batches to overflow level 0 once, plus a few hundred that stay in level 0.
+    let all: Vec<NewMessage> = (0..level0 as u32 + 700)
+        .map(|i| msg(conv(1 + (i % 2) as u8).id, i, i64::from(i), false, "x"))
+        .collect();
+    for chunk in all.chunks(1000) {
+        assert!(
+            s.insert_messages(chunk)
+                .await
+                .unwrap()
+                .iter()
+                .all(Option::is_some)
+        );
+    }
+    // Redeliveries are detected in both levels, also mixed with new ids in one batch.
+    let old = all[5].clone(); // merged into level 1
+    let recent = all[all.len() - 3].clone(); // still in level 0
+    let new = msg(conv(1).id, 999_999, 5, false, "new");
+    let r = s
+        .insert_messages(&[old.clone(), recent.clone(), new.clone()])
+        .await
+        .unwrap();
+    assert_eq!((r[0], r[1]), (None, None));
+    assert!(r[2].is_some());
+    for m in [&old, &recent, &new] {
+        assert_eq!(s.message(&m.id).await.unwrap().unwrap().id, m.id);
+        s.set_starred(&m.id, true).await.unwrap();
+    }
+    // Deleting a conversation removes its messages' ids from every level: they can be
+    // stored again afterwards.
+    assert!(s.delete_conversation(&conv(2).id).await.unwrap());
+    let odd = all[1].clone(); // conversation 2
+    assert!(s.message(&odd.id).await.unwrap().is_none());
+    s.create_conversation(&conv(2)).await.unwrap();
+    assert!(s.insert_message(&odd).await.unwrap().is_some());
+    s.close().await;
+    let levels = tag_levels(&path).await;
+    let total: i64 = levels.iter().map(|l| l.1).sum();
+    // Half of the messages went with conversation 2; one came back; one new one.
+    assert_eq!(total, (all.len() as i64 + 1) / 2 + 2, "{levels:?}");
+    assert!(
+        levels.iter().any(|l| l.0 == 1 && l.1 > TAG_LEVEL0_MAX / 2),
+        "{levels:?}"
+    );
+    assert!(
+        levels.iter().all(|l| l.0 != 0 || l.1 <= TAG_LEVEL0_MAX),
+        "{levels:?}"
+    );
+}
+
+/// A store written with schema version 1 (`tests/vectors/client_store_v1.zt`, made by the
+/// version-1 code: password "fixture password v1", one conversation, messages with ids [i; 16]
+/// for i in 0..20, message 3 starred, a reaction on 4, an edit of 5) opens, is migrated to
+/// version 2 and keeps every message, reaction and edit.
+#[tokio::test]
+async fn version_1_store_is_migrated_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.zt");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/client_store_v1.zt"),
+        &path,
+    )
+    .unwrap();
+    assert!(matches!(
+        ClientStore::open(&path, b"wrong").await,
+        Err(StoreError::WrongPassword)
+    ));
+    let s = ClientStore::open(&path, b"fixture password v1")
+        .await
+        .unwrap();
+    let c = ConversationId([0x11; 16]);
+    let page = s.conversation_page(&c, None).await.unwrap();
+    assert_eq!(page.messages.len(), 20);
+    for m in &page.messages {
+        let i = m.id.0[0];
+        assert_eq!(m.id, MessageId([i; 16]));
+        let want = if i == 5 {
+            "fixture message 5 edited".to_string()
+        } else {
+            format!("fixture message {i}")
+        };
+        assert_eq!(m.content, want.as_bytes());
+        assert_eq!(m.starred, i == 3);
+    }
+    assert_eq!(
+        s.message(&MessageId([7; 16]))
+            .await
+            .unwrap()
+            .unwrap()
+            .content,
+        b"fixture message 7"
+    );
+    let r = s.reactions(&MessageId([4; 16])).await.unwrap();
+    assert_eq!((r.len(), r[0].reaction.as_str()), (1, "+1"));
+    let h = s.edit_history(&MessageId([5; 16])).await.unwrap();
+    assert_eq!(h, vec![(3_000, b"fixture message 5".to_vec())]);
+    // Redelivery of a version-1 message is still detected; new messages get new rows.
+    let mut again = msg(c, 0, 1_000, false, "again");
+    again.id = MessageId([9; 16]);
+    assert_eq!(s.insert_message(&again).await.unwrap(), None);
+    let fresh = msg(c, 77, 5_000, false, "after the upgrade");
+    let row = s.insert_message(&fresh).await.unwrap().unwrap();
+    assert!(row > page.messages.iter().map(|m| m.row).max().unwrap());
+    // Deleting a migrated message still cascades to its reaction.
+    s.delete_message(&MessageId([4; 16]), 9_000).await.unwrap();
+    assert!(s.reactions(&MessageId([4; 16])).await.unwrap().is_empty());
+    s.close().await;
+    let levels = tag_levels(&path).await;
+    assert_eq!(levels, vec![(0, 1), (2, 20)]);
+    // Reopening does not migrate again.
+    ClientStore::open(&path, b"fixture password v1")
+        .await
+        .unwrap()
+        .close()
+        .await;
+}

@@ -34,6 +34,23 @@ const BODY_FIXED_LEN: usize = 16 + 32 + 1;
 const FLAG_REPLY: u8 = 1;
 const FLAG_MEDIA: u8 = 2;
 const MSG_TAG_DOMAIN: &str = "messages.msg_tag";
+/// Rows per multi-row INSERT into `message_tags` (2 bound values per row).
+const TAG_ROWS_PER_STATEMENT: usize = 512;
+
+/// Number of levels of the message-id index (`message_tags.level` 0 to 2; schema version 2).
+pub const TAG_LEVELS: i64 = 3;
+/// Entries level 0 of the message-id index holds before it is merged into level 1.
+pub const TAG_LEVEL0_MAX: i64 = 8_192;
+/// Each level holds this many times the entries of the one before it; the last level is
+/// unbounded.
+pub const TAG_LEVEL_RATIO: i64 = 16;
+/// The `level IN (...)` condition that makes a lookup by tag seek each level (must list every
+/// level, `0..TAG_LEVELS`).
+macro_rules! every_tag_level {
+    () => {
+        "level IN (0, 1, 2)"
+    };
+}
 
 /// Delivery status of a message (the original's five states).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -272,6 +289,43 @@ pub(crate) fn preview_of(content_type: u8, content: &[u8]) -> String {
         .collect()
 }
 
+/// Subquery: the row id of the message whose blind index is the bound value (one seek per level).
+const ROW_OF_TAG: &str = concat!(
+    "SELECT message_row FROM message_tags WHERE ",
+    every_tag_level!(),
+    " AND tag = ?"
+);
+
+/// Merges each level of `message_tags` that outgrew its capacity into the next one, oldest
+/// level last. The merged entries are inserted in tag order, so the next level's pages are
+/// each rewritten once per merge instead of once per message.
+async fn merge_tag_levels(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+    let mut cap = TAG_LEVEL0_MAX;
+    for level in 0..TAG_LEVELS - 1 {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM message_tags WHERE level = ?")
+            .bind(level)
+            .fetch_one(&mut *tx)
+            .await?;
+        if n <= cap {
+            break;
+        }
+        sqlx::query(
+            "INSERT INTO message_tags (level, tag, message_row) \
+             SELECT ?, tag, message_row FROM message_tags WHERE level = ? ORDER BY tag",
+        )
+        .bind(level + 1)
+        .bind(level)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM message_tags WHERE level = ?")
+            .bind(level)
+            .execute(&mut *tx)
+            .await?;
+        cap = cap.saturating_mul(TAG_LEVEL_RATIO);
+    }
+    Ok(())
+}
+
 fn opt_bool(v: i64) -> bool {
     v != 0
 }
@@ -419,8 +473,11 @@ impl ClientStore {
         // returns no rows; a RETURNING clause on the insert would stream every row back.)
         let mut existing = std::collections::HashSet::new();
         for chunk in prepared.chunks(CONVERSATIONS_PER_STATEMENT) {
-            let mut qb: QueryBuilder<Sqlite> =
-                QueryBuilder::new("SELECT msg_tag FROM messages WHERE msg_tag IN (");
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(concat!(
+                "SELECT tag FROM message_tags WHERE ",
+                every_tag_level!(),
+                " AND tag IN ("
+            ));
             let mut sep = qb.separated(", ");
             for p in chunk {
                 sep.push_bind(&p.tag[..]);
@@ -456,6 +513,18 @@ impl ClientStore {
             });
             qb.build().execute(&mut *tx).await?;
         }
+        // The message-id index: new tags go into level 0, in tag order.
+        let mut tags: Vec<(&[u8], i64)> = fresh.iter().map(|(_, p)| (&p.tag[..], p.row)).collect();
+        tags.sort_unstable();
+        for chunk in tags.chunks(TAG_ROWS_PER_STATEMENT) {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT INTO message_tags (level, tag, message_row) ");
+            qb.push_values(chunk, |mut b, (tag, row)| {
+                b.push("0").push_bind(*tag).push_bind(*row);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        merge_tag_levels(&mut tx).await?;
 
         // Conversation summaries.
         let mut updates: HashMap<ConversationId, (i64, Option<(i64, usize)>)> = HashMap::new();
@@ -571,7 +640,7 @@ impl ClientStore {
 
     /// Looks a message up by id.
     pub async fn message(&self, id: &MessageId) -> Result<Option<StoredMessage>, StoreError> {
-        let sql = format!("SELECT {MSG_COLUMNS} FROM messages WHERE msg_tag = ?");
+        let sql = format!("SELECT {MSG_COLUMNS} FROM messages WHERE id = ({ROW_OF_TAG})");
         let row = sqlx::query(&sql)
             .bind(&self.msg_tag(id)[..])
             .fetch_optional(&self.pool)
@@ -580,11 +649,13 @@ impl ClientStore {
     }
 
     async fn row_of(&self, id: &MessageId) -> Result<(i64, Vec<u8>), StoreError> {
-        let row = sqlx::query("SELECT id, conversation_id FROM messages WHERE msg_tag = ?")
-            .bind(&self.msg_tag(id)[..])
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::Missing { what: "message" })?;
+        let row = sqlx::query(&format!(
+            "SELECT id, conversation_id FROM messages WHERE id = ({ROW_OF_TAG})"
+        ))
+        .bind(&self.msg_tag(id)[..])
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::Missing { what: "message" })?;
         Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
@@ -594,11 +665,13 @@ impl ClientStore {
         id: &MessageId,
         status: MessageStatus,
     ) -> Result<(), StoreError> {
-        let r = sqlx::query("UPDATE messages SET status = ? WHERE msg_tag = ?")
-            .bind(status.code())
-            .bind(&self.msg_tag(id)[..])
-            .execute(&self.pool)
-            .await?;
+        let r = sqlx::query(&format!(
+            "UPDATE messages SET status = ? WHERE id = ({ROW_OF_TAG})"
+        ))
+        .bind(status.code())
+        .bind(&self.msg_tag(id)[..])
+        .execute(&self.pool)
+        .await?;
         if r.rows_affected() == 0 {
             return Err(StoreError::Missing { what: "message" });
         }
@@ -640,11 +713,13 @@ impl ClientStore {
 
     /// Stars or unstars a message.
     pub async fn set_starred(&self, id: &MessageId, starred: bool) -> Result<(), StoreError> {
-        let r = sqlx::query("UPDATE messages SET is_starred = ? WHERE msg_tag = ?")
-            .bind(i64::from(starred))
-            .bind(&self.msg_tag(id)[..])
-            .execute(&self.pool)
-            .await?;
+        let r = sqlx::query(&format!(
+            "UPDATE messages SET is_starred = ? WHERE id = ({ROW_OF_TAG})"
+        ))
+        .bind(i64::from(starred))
+        .bind(&self.msg_tag(id)[..])
+        .execute(&self.pool)
+        .await?;
         if r.rows_affected() == 0 {
             return Err(StoreError::Missing { what: "message" });
         }
