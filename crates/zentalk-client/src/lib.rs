@@ -46,6 +46,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "local-api")]
+pub mod api;
 pub mod card;
 mod client;
 pub mod dht;
