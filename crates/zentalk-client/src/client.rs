@@ -241,6 +241,7 @@ pub struct Client {
     pending_handover: Vec<Address>,
     retry_initial_ms: u64,
     retry_max_ms: u64,
+    gap_timeout_ms: u64,
 }
 
 impl std::fmt::Debug for Client {
@@ -283,7 +284,15 @@ impl Client {
             pending_handover: Vec::new(),
             retry_initial_ms: RETRY_INITIAL_MS,
             retry_max_ms: RETRY_MAX_MS,
+            gap_timeout_ms: GAP_TIMEOUT_MS,
         }
+    }
+
+    /// Sets how long a gap may wait for its missing messages before they are declared lost
+    /// (default [`GAP_TIMEOUT_MS`]; at least 1 ms). A runtime setting: not part of the
+    /// snapshot.
+    pub fn set_gap_timeout(&mut self, ms: u64) {
+        self.gap_timeout_ms = ms.max(1);
     }
 
     /// Sets the retry schedule of unacknowledged messages: the first retry after
@@ -607,20 +616,22 @@ impl Client {
                 } else {
                     None
                 };
-                let gap = c.gap_since_ms.map(|t| t.saturating_add(GAP_TIMEOUT_MS));
+                let gap = c.gap_since_ms.map(|t| t.saturating_add(self.gap_timeout_ms));
                 [retry, gap]
             })
             .flatten()
             .min()
     }
 
-    /// Retries what is due and declares gaps lost that waited [`GAP_TIMEOUT_MS`].
+    /// Retries what is due and declares gaps lost that waited the gap timeout
+    /// ([`GAP_TIMEOUT_MS`] unless set by [`Client::set_gap_timeout`]).
     pub fn handle_timeout(
         &mut self,
         rng: &mut impl CryptoRngCore,
         now_ms: u64,
     ) -> Result<(), ClientError> {
         let retry_max_ms = self.retry_max_ms;
+        let gap_timeout_ms = self.gap_timeout_ms;
         let addrs: Vec<Address> = self.contacts.keys().copied().collect();
         for a in addrs {
             let Some(c) = self.contacts.get_mut(&a) else {
@@ -641,7 +652,7 @@ impl Client {
                 }
             }
             if c.gap_since_ms
-                .is_some_and(|t| now_ms >= t.saturating_add(GAP_TIMEOUT_MS))
+                .is_some_and(|t| now_ms >= t.saturating_add(gap_timeout_ms))
             {
                 self.skip_gap(&a, now_ms);
             }

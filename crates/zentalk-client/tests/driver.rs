@@ -372,6 +372,20 @@ async fn two_drivers_exchange_by_push_with_history_unread_and_receipts() {
         }
     }
 
+    // Presence goes to every contact with a session.
+    assert_eq!(alice.set_presence(true).await.unwrap(), 1);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match tokio::time::timeout_at(deadline, bob_rx.recv()).await {
+            Ok(Ok(DriverEvent::Presence { from, online })) => {
+                assert_eq!((from, online), (a, true));
+                break;
+            }
+            Ok(Ok(_)) => {}
+            other => panic!("no presence event: {other:?}"),
+        }
+    }
+
     // Events serialize with string ids and addresses (what the local API sends as JSON).
     let text = serialized_text(&DriverEvent::Sent {
         to: b,
@@ -866,4 +880,128 @@ async fn options_are_checked_and_the_seed_is_not_printed() {
     d.mark_read(stranger).await.unwrap();
     d.shutdown().await.unwrap();
     assert!(matches!(d.shutdown().await, Err(DriverError::Stopped)));
+}
+
+fn copy_store(from: &Path, to: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut f = from.as_os_str().to_owned();
+        f.push(suffix);
+        let mut t = to.as_os_str().to_owned();
+        t.push(suffix);
+        if std::path::Path::new(&f).exists() {
+            std::fs::copy(&f, &t).unwrap();
+        }
+    }
+}
+
+/// Bob restores a stale copy of his store (his session is behind Alice's). Alice's next
+/// messages do not decrypt; Bob's driver, which has no card of Alice (she wrote first),
+/// fetches it from the DHT by itself and repairs the session once; Alice re-encrypts what
+/// Bob has not acknowledged, and the conversation goes on. What the stale copy never saw is
+/// reported lost, not skipped silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_store_restored_session_repairs_through_the_dht_card() {
+    let seed = 7008;
+    println!("seed {seed}");
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let net = Net::start(5, &mut rng).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let n = net.nodes.clone();
+    let bob_path = tmp.path().join("bob.db");
+    let backup = tmp.path().join("bob-backup.db");
+    let opts = |rng: &mut ChaCha20Rng| DriverOptions {
+        gap_timeout: Duration::from_millis(500),
+        ..options(rng)
+    };
+    let (alice, mut alice_rx) = start_subscribed(
+        Client::new(&mut rng, n[0], n.clone()),
+        new_store(&tmp.path().join("alice.db")).await,
+        net.config(&mut rng).await,
+        opts(&mut rng),
+    )
+    .await
+    .unwrap();
+    let bob = start_with(
+        Client::new(&mut rng, n[1], n.clone()),
+        new_store(&bob_path).await,
+        net.config(&mut rng).await,
+        opts(&mut rng),
+    )
+    .await
+    .unwrap();
+    let mut bob_rx = bob.subscribe();
+    let b = add(&alice, &bob).await;
+    let a = alice.address();
+    alice.send_text(b, "s0".into()).await.unwrap();
+    assert_eq!(texts(&mut bob_rx, a, 1).await, ["s0"]);
+    bob.send_text(a, "r0".into()).await.unwrap();
+    assert_eq!(texts(&mut alice_rx, b, 1).await, ["r0"]);
+    settled(&alice).await;
+    settled(&bob).await;
+    bob.shutdown().await.unwrap();
+    copy_store(&bob_path, &backup);
+
+    // The conversation goes on from the live store: several ratchet steps both ways.
+    let store = ClientStore::open(&bob_path, b"correct horse")
+        .await
+        .unwrap();
+    let client = Client::load(&store).await.unwrap().unwrap();
+    let (bob, mut bob_rx) =
+        start_subscribed(client, store, net.config(&mut rng).await, opts(&mut rng))
+            .await
+            .unwrap();
+    for i in 0..2 {
+        alice.send_text(b, format!("a{i}")).await.unwrap();
+        assert_eq!(texts(&mut bob_rx, a, 1).await, [format!("a{i}")]);
+        bob.send_text(a, format!("b{i}")).await.unwrap();
+        assert_eq!(texts(&mut alice_rx, b, 1).await, [format!("b{i}")]);
+    }
+    settled(&alice).await;
+    settled(&bob).await;
+    bob.shutdown().await.unwrap();
+
+    // Bob restores the stale copy.
+    let store = ClientStore::open(&backup, b"correct horse").await.unwrap();
+    let client = Client::load(&store).await.unwrap().unwrap();
+    let (bob, mut bob_rx) =
+        start_subscribed(client, store, net.config(&mut rng).await, opts(&mut rng))
+            .await
+            .unwrap();
+    let after: Vec<String> = (0..3).map(|i| format!("after {i}")).collect();
+    for t in &after {
+        alice.send_text(b, t.clone()).await.unwrap();
+    }
+    let (mut needs_card, mut repair, mut lost) = (0, 0, false);
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while got.len() < after.len() {
+        match tokio::time::timeout_at(deadline, bob_rx.recv()).await {
+            Ok(Ok(DriverEvent::Message { from, text, .. })) if from == a => got.push(text),
+            Ok(Ok(DriverEvent::RepairNeedsCard { address })) if address == a => needs_card += 1,
+            Ok(Ok(DriverEvent::SessionRepairStarted { with })) if with == a => repair += 1,
+            Ok(Ok(DriverEvent::MessagesLost { from, .. })) if from == a => lost = true,
+            Ok(Ok(_)) => {}
+            other => panic!("bob after restore: {other:?}, got {got:?}"),
+        }
+    }
+    assert_eq!(got, after);
+    assert_eq!((needs_card, repair), (1, 1));
+    assert!(lost, "what the stale copy never saw is reported lost");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match tokio::time::timeout_at(deadline, alice_rx.recv()).await {
+            Ok(Ok(DriverEvent::SessionReset { from })) if from == b => break,
+            Ok(Ok(_)) => {}
+            other => panic!("alice never saw the reset: {other:?}"),
+        }
+    }
+    bob.send_text(a, "recovered".into()).await.unwrap();
+    assert_eq!(texts(&mut alice_rx, b, 1).await, ["recovered"]);
+    settled(&alice).await;
+    settled(&bob).await;
+    // One repair only.
+    no_more_texts(&mut bob_rx, a, Duration::from_millis(500)).await;
+    alice.shutdown().await.unwrap();
+    bob.shutdown().await.unwrap();
+    net.shutdown().await;
 }

@@ -119,6 +119,9 @@ pub struct DriverOptions {
     pub retry_initial: Duration,
     /// Largest retry interval (engine setting).
     pub retry_max: Duration,
+    /// How long a gap waits for its missing messages before they are declared lost (engine
+    /// setting).
+    pub gap_timeout: Duration,
     /// First pause before reopening a lost mailbox link; doubles up to `reconnect_max`.
     pub reconnect_initial: Duration,
     /// Largest pause between reconnection attempts.
@@ -149,6 +152,7 @@ impl std::fmt::Debug for DriverOptions {
             .field("rng_seed", &self.rng_seed.map(|_| "<seed>"))
             .field("retry_initial", &self.retry_initial)
             .field("retry_max", &self.retry_max)
+            .field("gap_timeout", &self.gap_timeout)
             .field("reconnect_initial", &self.reconnect_initial)
             .field("reconnect_max", &self.reconnect_max)
             .field("relay_down_for", &self.relay_down_for)
@@ -169,6 +173,7 @@ impl Default for DriverOptions {
             rng_seed: None,
             retry_initial: Duration::from_millis(crate::RETRY_INITIAL_MS),
             retry_max: Duration::from_millis(crate::RETRY_MAX_MS),
+            gap_timeout: Duration::from_millis(crate::GAP_TIMEOUT_MS),
             reconnect_initial: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(30),
             relay_down_for: Duration::from_secs(60),
@@ -443,6 +448,10 @@ pub(crate) enum Command {
         typing: bool,
         reply: oneshot::Sender<Result<(), DriverError>>,
     },
+    SetPresence {
+        online: bool,
+        reply: oneshot::Sender<Result<usize, DriverError>>,
+    },
     SyncNow {
         reply: oneshot::Sender<Result<SyncReport, DriverError>>,
     },
@@ -612,6 +621,13 @@ impl DriverHandle {
             reply,
         })
         .await
+    }
+
+    /// Tells every contact we have a session with that we are online (or going offline);
+    /// returns to how many it was sent.
+    pub async fn set_presence(&self, online: bool) -> Result<usize, DriverError> {
+        self.ask(|reply| Command::SetPresence { online, reply })
+            .await
     }
 
     /// Fetches every owned mailbox once (saving, then acknowledging what came), runs the

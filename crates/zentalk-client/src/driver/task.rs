@@ -126,6 +126,7 @@ impl Driver {
         events: broadcast::Sender<DriverEvent>,
     ) -> Result<Self, DriverError> {
         client.set_retry_intervals(ms(options.retry_initial), ms(options.retry_max));
+        client.set_gap_timeout(ms(options.gap_timeout));
         let mut rng = match options.rng_seed {
             Some(seed) => ChaCha20Rng::from_seed(seed),
             None => os_seeded(),
@@ -923,6 +924,10 @@ impl Driver {
                 let r = self.control(&peer, Body::Typing(typing)).await;
                 let _ = reply.send(r);
             }
+            Command::SetPresence { online, reply } => {
+                let r = self.presence(online).await;
+                let _ = reply.send(r);
+            }
             Command::SyncNow { reply } => {
                 let r = self.sync_now().await;
                 let _ = reply.send(r);
@@ -972,6 +977,23 @@ impl Driver {
         self.client.send_control(&mut self.rng, peer, body)?;
         self.dirty = true;
         self.commit().await
+    }
+
+    async fn presence(&mut self, online: bool) -> Result<usize, DriverError> {
+        let mut sent = 0;
+        for c in self.client.contacts() {
+            // Contacts without a session yet are skipped.
+            if self
+                .client
+                .send_control(&mut self.rng, &c.address, Body::Presence(online))
+                .is_ok()
+            {
+                sent += 1;
+            }
+        }
+        self.dirty = true;
+        self.commit().await?;
+        Ok(sent)
     }
 
     async fn mark_read(&mut self, peer: Address) -> Result<(), DriverError> {
