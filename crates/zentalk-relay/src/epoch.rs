@@ -79,6 +79,18 @@ impl OnionKeys {
         rng: &mut impl CryptoRngCore,
         relay: &mut OnionRelay,
     ) -> Result<Rotation, OnionError> {
+        self.rotate_shards(now_unix_secs, rng, &mut [relay])
+    }
+
+    /// As [`OnionKeys::rotate`] for a relay whose onion state is split into shards (each with
+    /// its own replay filters, see `service::ONION_SHARDS`): every shard gets the same key
+    /// for an epoch, and every shard drops the same stale epochs.
+    pub fn rotate_shards(
+        &mut self,
+        now_unix_secs: u64,
+        rng: &mut impl CryptoRngCore,
+        shards: &mut [&mut OnionRelay],
+    ) -> Result<Rotation, OnionError> {
         let current = epoch_at(now_unix_secs);
         let oldest = current.saturating_sub(EPOCH_GRACE);
         let mut rotation = Rotation::default();
@@ -87,14 +99,19 @@ impl OnionKeys {
             self.public.remove(&e);
             rotation.dropped.push(e);
         }
-        relay.retire_before(oldest);
+        for relay in shards.iter_mut() {
+            relay.retire_before(oldest);
+        }
         for epoch in current..=current.saturating_add(EPOCHS_AHEAD) {
             if self.public.contains_key(&epoch) {
                 continue;
             }
             let secret = X25519Secret::generate(rng);
             let public = secret.public_key();
-            relay.insert_epoch_key(epoch, secret)?;
+            for relay in shards.iter_mut() {
+                relay.insert_epoch_key(epoch, secret.duplicate())?;
+            }
+            drop(secret);
             self.public.insert(epoch, public);
             rotation.added.push(epoch);
         }

@@ -133,6 +133,8 @@ pub struct Metrics {
     mailbox_auth_ok: AtomicU64,
     mailbox_auth_failures: Labeled,
     transit_receipts_served: AtomicU64,
+    peer_links_opened: AtomicU64,
+    peer_links_lost: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -159,6 +161,8 @@ impl Default for Metrics {
             mailbox_auth_ok: AtomicU64::new(0),
             mailbox_auth_failures: Labeled::new(crate::service::AUTH_FAILURE_REASONS),
             transit_receipts_served: AtomicU64::new(0),
+            peer_links_opened: AtomicU64::new(0),
+            peer_links_lost: AtomicU64::new(0),
         }
     }
 }
@@ -225,6 +229,22 @@ impl Metrics {
     }
     pub(crate) fn transit_receipt_served(&self) {
         self.transit_receipts_served.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn peer_link_opened(&self) {
+        self.peer_links_opened.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn peer_link_lost(&self) {
+        self.peer_links_lost.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Pooled relay-to-relay links opened (first use, and every re-dial).
+    pub fn peer_links_opened(&self) -> u64 {
+        self.peer_links_opened.load(Ordering::Relaxed)
+    }
+    /// Pooled relay-to-relay links dropped because the peer closed them, sent garbage, or a
+    /// read or write failed (not counting idle closes and shutdown).
+    pub fn peer_links_lost(&self) -> u64 {
+        self.peer_links_lost.load(Ordering::Relaxed)
     }
 
     /// Onion packets forwarded to the next relay (written to its link).
@@ -402,6 +422,18 @@ impl Metrics {
             "counter",
             "Transit receipts sent in answer to TransitReceiptFetch.",
             self.transit_receipts_served.load(Ordering::Relaxed),
+        );
+        simple(
+            "zentalk_relay_peer_links_opened_total",
+            "counter",
+            "Pooled relay-to-relay links opened (first use and every re-dial).",
+            self.peer_links_opened(),
+        );
+        simple(
+            "zentalk_relay_peer_links_lost_total",
+            "counter",
+            "Pooled relay-to-relay links dropped because the peer closed them or I/O failed.",
+            self.peer_links_lost(),
         );
         let labeled: [(&str, &str, &str, &Labeled); 6] = [
             (

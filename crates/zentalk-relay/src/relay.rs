@@ -204,6 +204,9 @@ impl Relay {
             (None, None) => Arc::new(StaticDirectory::new()),
         };
         let metrics = Arc::new(Metrics::default());
+        let mut rng = service::os_rng().ok_or(RelayError::Rng)?;
+        let mut shard_key = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rng, &mut shard_key);
         let shared = Arc::new(Shared::new(
             Arc::clone(&keys),
             config.limits.clone(),
@@ -214,8 +217,8 @@ impl Relay {
             config.demo_observe,
             zentalk_onion::DEFAULT_REPLAY_CAPACITY,
             config.mailbox_ttl_secs.saturating_mul(1000),
+            shard_key,
         ));
-        let mut rng = service::os_rng().ok_or(RelayError::Rng)?;
         shared.rotate_keys(clock::unix_secs(), &mut rng)?;
         Ok(Self {
             listener,
@@ -343,6 +346,9 @@ impl Relay {
                             authed: None,
                             push_rx: None,
                             peer: Peer::ClientLink,
+                            slots: Arc::new(tokio::sync::Semaphore::new(
+                                service::MAX_PACKETS_IN_PROCESSING_PER_LINK,
+                            )),
                         };
                         links.spawn(task.run(stream).instrument(span));
                     }
@@ -373,6 +379,14 @@ impl Relay {
         }
         let cut = links.len();
         links.shutdown().await;
+        // Finish packets in processing (they forward or start deliveries), then close the
+        // pooled links, which write what is queued first.
+        let permits = u32::try_from(service::MAX_PACKETS_IN_PROCESSING).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(
+            config.shutdown_grace,
+            shared.processing().acquire_many(permits),
+        )
+        .await;
         shared.close_peer_links();
         // Finish deliveries in flight (each returns once its item is durable).
         let permits = u32::try_from(service::MAX_DELIVERIES_IN_FLIGHT).unwrap_or(u32::MAX);
@@ -626,6 +640,8 @@ struct LinkTask {
     push_rx: Option<mpsc::Receiver<Envelope>>,
     /// Who the peer is, for the demo observation log.
     peer: Peer,
+    /// This link's share of packets in processing.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// What woke the serve loop.
@@ -808,7 +824,9 @@ impl LinkTask {
             MessageType::Pong | MessageType::Error | MessageType::MailboxChallenge => {}
             MessageType::OnionPacket => {
                 let shared = Arc::clone(&self.shared);
-                shared.handle_packet(frame.body().clone(), &self.peer).await;
+                shared
+                    .dispatch_packet(frame.body().clone(), &self.peer, &self.slots)
+                    .await;
             }
             MessageType::MailboxAuth => match frame.decode_body::<proto::MailboxAuth>() {
                 Ok(auth) => self.mailbox_auth(link, rng, frame, &auth).await?,

@@ -1,8 +1,12 @@
 //! What a relay does with packets and mailbox requests, shared by every link task.
 //!
-//! * Onion packets: [`Shared::handle_packet`] peels one layer ([`OnionRelay::process`] at the
-//!   current epoch), then forwards over the [`Pool`] of relay-to-relay links or delivers into
-//!   the mailbox store and pushes to a connected owner.
+//! * Onion packets: a link hands each packet to [`Shared::dispatch_packet`], which runs
+//!   [`Shared::handle_packet`] as its own task (bounded per link and in total), so packets
+//!   from one link are peeled on every worker thread at once. Peeling ([`OnionRelay::process`]
+//!   at the current epoch) runs on one of [`ONION_SHARDS`] shards of the onion state, chosen
+//!   by a keyed hash of the packet's key-agreement ciphertext; the packet then goes to the
+//!   pooled relay-to-relay link of its next hop (written in batches) or into the mailbox
+//!   store, with a push to a connected owner.
 //! * Mailbox access: challenge, [`verify_auth`], fetch, ack (driven by the link task in
 //!   `relay.rs`).
 //! * Store-nothing mode: a hash-only transit receipt per forwarded packet.
@@ -28,7 +32,7 @@ use zentalk_storage::mailbox::{
     PutOutcome,
 };
 use zentalk_wire::proto;
-use zentalk_wire::{Flags, Frame, MessageId};
+use zentalk_wire::{Flags, Frame, MessageId, MessageType};
 
 use crate::clock;
 use crate::directory::Directory;
@@ -77,6 +81,25 @@ pub const PUSH_QUEUE_CAPACITY: usize = 64;
 
 /// Items one MailboxBatch carries when the fetch asks for 0 ("relay chooses").
 pub const DEFAULT_BATCH_ITEMS: u32 = 16;
+
+/// Shards of the onion state (keys and replay filters). Each shard is an [`OnionRelay`]
+/// behind its own mutex, holding every epoch key and `replay_capacity / ONION_SHARDS` replay
+/// tags per epoch; a packet goes to the shard chosen by a keyed hash (BLAKE2b-256 under a
+/// random per-process key) of its KEM ciphertext. A packet's replay tag is derived from a
+/// shared secret that is bound to that ciphertext, so a replayed packet always reaches the
+/// shard that saw it first, and the random key keeps a flooder from aiming at one shard.
+pub const ONION_SHARDS: usize = 16;
+
+/// Onion packets being processed at once, all links together; a link with a further packet
+/// stops reading until one finishes (backpressure).
+pub const MAX_PACKETS_IN_PROCESSING: usize = 64;
+
+/// Onion packets of one link being processed at once (so one busy link cannot take every
+/// slot of [`MAX_PACKETS_IN_PROCESSING`]).
+pub const MAX_PACKETS_IN_PROCESSING_PER_LINK: usize = 16;
+
+/// Most packets a pooled relay-to-relay link writes in one batch (one write, one flush).
+pub const PEER_BATCH_MAX: usize = 32;
 
 /// Most entries kept in the demo observation log (oldest dropped first).
 pub const DEMO_OBSERVATION_CAP: usize = 4096;
@@ -165,8 +188,9 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<Mailbox>,
     pub(crate) store_nothing: bool,
     pub(crate) directory: Arc<dyn Directory>,
-    onion: Mutex<OnionRelay>,
+    onion: OnionShards,
     onion_keys: Mutex<OnionKeys>,
+    processing: Arc<Semaphore>,
     peers: Mutex<HashMap<NodeId, mpsc::Sender<Bytes>>>,
     owners: Mutex<HashMap<StoreMailboxId, Vec<Owner>>>,
     observations: Option<Mutex<VecDeque<Observation>>>,
@@ -195,6 +219,7 @@ impl Shared {
         demo_observe: bool,
         replay_capacity: usize,
         ttl_ms: u64,
+        shard_key: [u8; 32],
     ) -> Self {
         Self {
             node_id: keys.node_id(),
@@ -204,8 +229,9 @@ impl Shared {
             store,
             store_nothing,
             directory,
-            onion: Mutex::new(OnionRelay::new(replay_capacity)),
+            onion: OnionShards::new(replay_capacity, shard_key),
             onion_keys: Mutex::new(OnionKeys::new()),
+            processing: Arc::new(Semaphore::new(MAX_PACKETS_IN_PROCESSING)),
             peers: Mutex::new(HashMap::new()),
             owners: Mutex::new(HashMap::new()),
             observations: demo_observe.then(|| Mutex::new(VecDeque::new())),
@@ -224,8 +250,43 @@ impl Shared {
             .onion_keys
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let mut onion = self.onion.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(keys.rotate(now_secs, rng, &mut onion)?.changed())
+        let mut guards: Vec<_> = self
+            .onion
+            .shards
+            .iter()
+            .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner))
+            .collect();
+        let mut shards: Vec<&mut OnionRelay> = guards.iter_mut().map(|g| &mut **g).collect();
+        Ok(keys.rotate_shards(now_secs, rng, &mut shards)?.changed())
+    }
+
+    /// The semaphore bounding packets in processing (all links together).
+    pub(crate) fn processing(&self) -> &Arc<Semaphore> {
+        &self.processing
+    }
+
+    /// Hands one onion packet received on a link to its own task. Waits (so the link stops
+    /// reading) while the link has [`MAX_PACKETS_IN_PROCESSING_PER_LINK`] packets in
+    /// processing, or all links together [`MAX_PACKETS_IN_PROCESSING`]. `link_slots` is the
+    /// link's own semaphore of `MAX_PACKETS_IN_PROCESSING_PER_LINK` permits.
+    pub(crate) async fn dispatch_packet(
+        self: &Arc<Self>,
+        packet: Bytes,
+        from: &Peer,
+        link_slots: &Arc<Semaphore>,
+    ) {
+        let Ok(mine) = Arc::clone(link_slots).acquire_owned().await else {
+            return;
+        };
+        let Ok(global) = Arc::clone(&self.processing).acquire_owned().await else {
+            return;
+        };
+        let me = Arc::clone(self);
+        let from = from.clone();
+        tokio::spawn(async move {
+            me.handle_packet(packet, &from).await;
+            drop((mine, global));
+        });
     }
 
     /// Closes every pooled relay-to-relay link (their tasks send what is queued, then end).
@@ -290,10 +351,7 @@ impl Shared {
     pub(crate) async fn handle_packet(self: &Arc<Self>, packet: Bytes, from: &Peer) {
         let now_secs = clock::unix_secs();
         let epoch = epoch::epoch_at(now_secs);
-        let processed = {
-            let mut onion = self.onion.lock().unwrap_or_else(PoisonError::into_inner);
-            onion.process(&packet, epoch)
-        };
+        let processed = self.onion.process(&packet, epoch);
         match processed {
             Err(e) => {
                 let reason = drop_reason(&e);
@@ -453,71 +511,140 @@ impl Shared {
         tokio::spawn(async move { me.peer_link(next, rx).await });
     }
 
-    /// The task that owns the pooled link to one peer relay: sends queued packets, reconnects
-    /// once per packet when the link fails, closes when idle.
+    /// The task that owns the pooled link to one peer relay: writes queued packets in
+    /// batches, reads the link (answers Ping, notices Close, EOF and errors at once, so a dead
+    /// or restarted peer's link is dropped before the next packet needs it), re-dials once per
+    /// batch when a write fails, closes when idle.
     async fn peer_link(self: Arc<Self>, peer: NodeId, mut rx: mpsc::Receiver<Bytes>) {
         let mut rng = match os_rng() {
             Some(rng) => rng,
             None => return,
         };
         let mut link: Option<link::Link<TcpStream>> = None;
+        let mut packets: Vec<Bytes> = Vec::with_capacity(PEER_BATCH_MAX);
+        let mut frames: Vec<Frame> = Vec::with_capacity(PEER_BATCH_MAX);
+        let idle = tokio::time::sleep(PEER_LINK_IDLE);
+        tokio::pin!(idle);
         loop {
-            let packet = match tokio::time::timeout(PEER_LINK_IDLE, rx.recv()).await {
-                Ok(Some(p)) => p,
-                Ok(None) => break,
-                Err(_) => {
-                    // Idle: leave the pool if nothing arrived meanwhile.
+            let wake = tokio::select! {
+                biased;
+                n = rx.recv_many(&mut packets, PEER_BATCH_MAX) => PeerWake::Packets(n),
+                r = recv_opt(&mut link) => PeerWake::Received(r),
+                () = &mut idle => PeerWake::Idle,
+            };
+            match wake {
+                PeerWake::Packets(0) => break,
+                PeerWake::Packets(_) => {
+                    idle.as_mut()
+                        .reset(tokio::time::Instant::now() + PEER_LINK_IDLE);
+                }
+                PeerWake::Idle => {
+                    // Leave the pool if nothing arrived meanwhile.
                     let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
                     if rx.is_empty() {
                         peers.remove(&peer);
                         break;
                     }
+                    idle.as_mut()
+                        .reset(tokio::time::Instant::now() + PEER_LINK_IDLE);
                     continue;
                 }
-            };
-            let frame = match Frame::onion_packet(MessageId::random(&mut rng), Flags::EMPTY, packet)
-            {
-                Ok(f) => f,
-                Err(_) => {
-                    self.metrics.packet_dropped("malformed");
+                PeerWake::Received(r) => {
+                    if !self.peer_frame(&mut link, r, &mut rng).await {
+                        link = None;
+                        self.metrics.peer_link_lost();
+                    }
                     continue;
                 }
-            };
+            }
+            frames.clear();
+            for packet in packets.drain(..) {
+                match Frame::onion_packet(MessageId::random(&mut rng), Flags::EMPTY, packet) {
+                    Ok(f) => frames.push(f),
+                    Err(_) => self.metrics.packet_dropped("malformed"),
+                }
+            }
+            if frames.is_empty() {
+                continue;
+            }
             let mut sent = false;
-            let mut counted = false;
+            let mut dropped_reason = "next_hop_unreachable";
             for _attempt in 0..2 {
                 if link.is_none() {
                     match self.open_peer_link(peer, &mut rng).await {
-                        Ok(l) => link = Some(l),
+                        Ok(l) => {
+                            self.metrics.peer_link_opened();
+                            link = Some(l);
+                        }
                         Err(reason) => {
-                            self.metrics.packet_dropped(reason);
-                            counted = true;
+                            dropped_reason = reason;
                             break;
                         }
                     }
                 }
                 if let Some(l) = link.as_mut() {
-                    match l.send(&frame).await {
+                    match l.send_batch(&frames).await {
                         Ok(()) => {
                             sent = true;
                             break;
                         }
                         Err(e) => {
                             debug!(reason = e.reason(), "peer link failed; reconnecting");
+                            self.metrics.peer_link_lost();
                             link = None;
                         }
                     }
                 }
             }
-            if sent {
-                self.metrics.packet_forwarded();
-                self.metrics.frame_sent();
-            } else if !counted {
-                self.metrics.packet_dropped("next_hop_unreachable");
+            for _ in 0..frames.len() {
+                if sent {
+                    self.metrics.packet_forwarded();
+                    self.metrics.frame_sent();
+                } else {
+                    self.metrics.packet_dropped(dropped_reason);
+                }
             }
         }
         if let Some(mut l) = link {
             let _ = tokio::time::timeout(Duration::from_secs(1), l.shutdown()).await;
+        }
+    }
+
+    /// Handles what a pooled link received; false when the link must be dropped.
+    async fn peer_frame(
+        &self,
+        link: &mut Option<link::Link<TcpStream>>,
+        received: Result<Frame, link::LinkError>,
+        rng: &mut ChaCha20Rng,
+    ) -> bool {
+        let frame = match received {
+            Ok(frame) => frame,
+            Err(e) => {
+                debug!(reason = e.reason(), "peer link ended");
+                return false;
+            }
+        };
+        match frame.message_type() {
+            MessageType::Ping => {
+                let Ok(ping) = frame.decode_body::<proto::Ping>() else {
+                    return true;
+                };
+                let Some(l) = link.as_mut() else {
+                    return false;
+                };
+                let Ok(pong) =
+                    Frame::new(MessageId::random(rng), &proto::Pong { nonce: ping.nonce })
+                else {
+                    return true;
+                };
+                l.send(&pong).await.is_ok()
+            }
+            MessageType::Close => {
+                debug!("peer closed the pooled link");
+                false
+            }
+            // The opening MailboxChallenge, Pong, Error and anything else: nothing to do.
+            _ => true,
         }
     }
 
@@ -651,6 +778,69 @@ impl Shared {
     }
 }
 
+/// What woke a pooled link's task.
+enum PeerWake {
+    Packets(usize),
+    Received(Result<Frame, link::LinkError>),
+    Idle,
+}
+
+/// Receives from the pooled link if one is open; never completes otherwise.
+async fn recv_opt(link: &mut Option<link::Link<TcpStream>>) -> Result<Frame, link::LinkError> {
+    match link {
+        Some(l) => l.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The onion state split into [`ONION_SHARDS`] shards (see there).
+struct OnionShards {
+    shards: Vec<Mutex<OnionRelay>>,
+    key: zeroize::Zeroizing<[u8; 32]>,
+}
+
+impl OnionShards {
+    fn new(replay_capacity: usize, key: [u8; 32]) -> Self {
+        let per_shard = replay_capacity.div_ceil(ONION_SHARDS);
+        Self {
+            shards: (0..ONION_SHARDS)
+                .map(|_| Mutex::new(OnionRelay::new(per_shard)))
+                .collect(),
+            key: zeroize::Zeroizing::new(key),
+        }
+    }
+
+    /// The shard of `packet`: a keyed hash of its KEM ciphertext (the bytes the shared
+    /// secret, and so the replay tag, is bound to).
+    fn shard_of(&self, packet: &[u8]) -> usize {
+        let layout = zentalk_onion::Layout::of::<zentalk_onion::X25519Kem>();
+        let ct = packet
+            .get(KEM_CT_OFFSET..layout.prefix_len.saturating_sub(zentalk_onion::MAC_LEN))
+            .unwrap_or(&[]);
+        let h = zentalk_crypto::hash::blake2b_256_parts(&[self.key.as_slice(), ct]);
+        usize::from(u16::from_le_bytes([h[0], h[1]])) % self.shards.len().max(1)
+    }
+
+    fn process(
+        &self,
+        packet: &[u8],
+        epoch: u32,
+    ) -> Result<Processed<zentalk_onion::X25519Kem>, OnionError> {
+        let i = self.shard_of(packet);
+        let Some(shard) = self.shards.get(i) else {
+            return Err(OnionError::UnknownEpoch { epoch });
+        };
+        shard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .process(packet, epoch)
+    }
+}
+
+/// Offset of the KEM ciphertext in an onion packet: after the version byte and the 4-byte
+/// epoch.
+const KEM_CT_OFFSET: usize = 1 + zentalk_onion::EPOCH_LEN;
+
 /// A mailbox item as the wire carries it.
 pub(crate) fn item_of(env: Envelope) -> proto::MailboxItem {
     proto::MailboxItem {
@@ -778,4 +968,72 @@ pub fn verify_auth(
     )
     .map_err(|_| AuthError::BadSignature)?;
     Ok(StoreMailboxId(mailbox_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zentalk_onion::{Hop, build_packet};
+
+    const SEED: u64 = 0x7368_6172_6473;
+
+    #[test]
+    fn sharded_onion_state_drops_replays_and_spreads_packets() {
+        println!("seed {SEED:#x}");
+        let mut rng = ChaCha20Rng::seed_from_u64(SEED);
+        let mut key = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rng, &mut key);
+        let shards = OnionShards::new(64 * ONION_SHARDS, key);
+        let secret = zentalk_crypto::X25519Secret::generate(&mut rng);
+        let epoch = 1000;
+        let public = secret.public_key();
+        for s in &shards.shards {
+            s.lock()
+                .unwrap()
+                .insert_epoch_key(epoch, secret.duplicate())
+                .unwrap();
+        }
+        let route: [Hop; 2] = [
+            Hop {
+                node: NodeId::from_bytes([1; 32]),
+                onion_key: public,
+                epoch,
+            },
+            Hop {
+                node: NodeId::from_bytes([2; 32]),
+                onion_key: zentalk_crypto::X25519Secret::generate(&mut rng).public_key(),
+                epoch,
+            },
+        ];
+        let mut used = std::collections::HashSet::new();
+        for _ in 0..64 {
+            let p = build_packet(
+                &mut rng,
+                &route,
+                zentalk_onion::MailboxId::from_bytes([3; 32]),
+                b"x",
+            )
+            .unwrap();
+            let bytes = p.packet.as_bytes();
+            used.insert(shards.shard_of(bytes));
+            assert!(matches!(
+                shards.process(bytes, epoch),
+                Ok(Processed::Forward { .. })
+            ));
+            // The same packet again reaches the same shard and is refused as a replay.
+            assert!(matches!(
+                shards.process(bytes, epoch),
+                Err(OnionError::Replay)
+            ));
+        }
+        // 64 packets over 16 shards: a keyed hash spreads them (all in one shard would mean
+        // no parallelism; the chance of fewer than 8 distinct shards is negligible).
+        assert!(used.len() >= 8, "only {} shards used", used.len());
+        // Too short to hold a ciphertext: still a shard, and process refuses it by length.
+        assert!(shards.shard_of(&[1, 2, 3]) < ONION_SHARDS);
+        assert!(matches!(
+            shards.process(&[1, 2, 3], epoch),
+            Err(OnionError::InvalidLength { .. })
+        ));
+    }
 }

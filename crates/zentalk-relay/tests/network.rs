@@ -30,9 +30,24 @@ struct Node {
 }
 
 async fn start(seed: u64, directory: &Arc<StaticDirectory>, store_nothing: bool) -> Node {
+    start_at(
+        seed,
+        directory,
+        store_nothing,
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+}
+
+async fn start_at(
+    seed: u64,
+    directory: &Arc<StaticDirectory>,
+    store_nothing: bool,
+    listen_addr: std::net::SocketAddr,
+) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let config = RelayConfig {
-        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        listen_addr,
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         mailbox_path: dir.path().join("mailbox.sqlite"),
         store_nothing,
@@ -460,6 +475,101 @@ async fn forwarding_reconnects_after_the_next_relay_restarts_its_link() {
     assert_eq!(cm.handshakes_completed(), 1);
     a.stop().await;
     c.stop().await;
+}
+
+#[tokio::test]
+async fn pooled_link_notices_the_next_relay_going_away_and_redials_after_its_restart() {
+    println!("seed {:#x}", SEED + 35);
+    let mut rng = ChaCha20Rng::seed_from_u64(SEED + 35);
+    let dir = Arc::new(StaticDirectory::new());
+    let a = start(SEED + 36, &dir, false).await;
+    let c = start(SEED + 37, &dir, false).await;
+    let c_addr = c.handle.peer_info().addr;
+    let owner = IdentityKeyPair::generate(&mut rng);
+    let mailbox = mailbox_of(&owner);
+    let (mut sender, _) = connect(&a.handle, &mut rng).await;
+    let am = a.handle.metrics();
+    let p = packet(&mut rng, &[&a.handle, &c.handle], mailbox, b"before");
+    send_packet(&mut sender, &mut rng, &p).await;
+    let cm = c.handle.metrics();
+    wait_until("delivery at C", || cm.packets_delivered() == 1).await;
+    assert_eq!(am.peer_links_opened(), 1);
+    assert_eq!(am.peer_links_lost(), 0);
+
+    // C stops (it sends Close on every link, then its sockets close): A's pooled link reads
+    // that at once and drops the link, without waiting for a write to fail.
+    c.stop().await;
+    wait_until("A noticing C went away", || am.peer_links_lost() == 1).await;
+
+    // C comes back on the same address with the same keys (onion keys are per process, so
+    // the directory gets its new descriptor); the next packet goes over a new link.
+    let c2 = start_at(SEED + 37, &dir, false, c_addr).await;
+    let p = packet(&mut rng, &[&a.handle, &c2.handle], mailbox, b"after");
+    send_packet(&mut sender, &mut rng, &p).await;
+    let c2m = c2.handle.metrics();
+    wait_until("delivery at the restarted C", || {
+        c2m.packets_delivered() == 1
+    })
+    .await;
+    assert_eq!(am.peer_links_opened(), 2);
+    assert_eq!(am.packets_forwarded(), 2);
+    assert_eq!(am.packets_dropped_total(), 0);
+    let (_l, batch) = open_mailbox(&c2.handle, &owner, &mut rng).await;
+    assert_eq!(batch.items.len(), 1);
+    assert_eq!(batch.items[0].payload.as_ref(), b"after");
+
+    // A peer that dies without a word (its task aborted, sockets dropped) is noticed too.
+    c2.task.abort();
+    let _ = c2.task.await;
+    wait_until("A noticing the abort", || am.peer_links_lost() == 2).await;
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn pooled_link_answers_pings() {
+    println!("seed {:#x}", SEED + 38);
+    let mut rng = ChaCha20Rng::seed_from_u64(SEED + 38);
+    let dir = Arc::new(StaticDirectory::new());
+    let a = start(SEED + 39, &dir, false).await;
+    // A stand-in next hop: a bare Noise responder that pings A's pooled link.
+    let key = X25519Secret::generate(&mut rng);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node = NodeId::from_bytes([0x42; 32]);
+    dir.insert(zentalk_relay::PeerInfo {
+        node,
+        addr: listener.local_addr().unwrap(),
+        noise_key: key.public_key(),
+        onion_keys: vec![(
+            current_epoch(),
+            X25519Secret::generate(&mut rng).public_key(),
+        )],
+        capabilities: zentalk_dht::Capabilities::MAILBOX,
+    });
+    let hops: [Hop; 2] = [
+        Hop {
+            node: a.handle.node_id(),
+            onion_key: a.handle.peer_info().onion_key(current_epoch()).unwrap(),
+            epoch: current_epoch(),
+        },
+        Hop {
+            node,
+            onion_key: X25519Secret::generate(&mut rng).public_key(),
+            epoch: current_epoch(),
+        },
+    ];
+    let p = build_packet(&mut rng, &hops, MailboxId::from_bytes([1; 32]), b"x").unwrap();
+    let (mut sender, _) = connect(&a.handle, &mut rng).await;
+    send_packet(&mut sender, &mut rng, p.packet.as_bytes()).await;
+    let (stream, _) = listener.accept().await.unwrap();
+    let mut pooled = link::accept(stream, &key, &Limits::default(), &mut rng)
+        .await
+        .unwrap();
+    let first = recv(&mut pooled).await;
+    assert_eq!(first.message_type(), MessageType::OnionPacket);
+    send(&mut pooled, &mut rng, &proto::Ping { nonce: 77 }).await;
+    let pong: proto::Pong = recv(&mut pooled).await.decode_body().unwrap();
+    assert_eq!(pong.nonce, 77);
+    a.stop().await;
 }
 
 #[tokio::test]
