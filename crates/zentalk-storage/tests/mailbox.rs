@@ -135,6 +135,8 @@ both_backends! {
     transit_receipts => suite_transit(Limits { transit_retention_ms: 1000, max_transit_receipts: 3, ..Limits::default() });
     limits_are_typed_errors => suite_limits(Limits::default());
     concurrent_puts_group_commit => suite_concurrent(Limits::default());
+    ack_up_to_a_cursor => suite_ack_up_to(Limits::default());
+    ack_up_to_frees_quota => suite_ack_up_to_quota(Limits { mailbox_messages: 4, ..Limits::default() });
 }
 
 async fn suite_put_fetch_ack(m: &Mailbox) {
@@ -631,4 +633,101 @@ async fn sqlite_data_survives_reopen_and_usage_reloads() {
         other => panic!("unexpected {other:?}"),
     }
     m.close().await;
+}
+
+async fn suite_ack_up_to(m: &Mailbox) {
+    let (a, b) = (mb(30), mb(31));
+    // Interleaved puts: a's and b's seqs alternate, so a seq range of `a` spans `b`'s too.
+    for i in 0..10u32 {
+        m.put(&a, &id(i), b"aaaa", T0).await.unwrap();
+        m.put(&b, &id(i), b"bb", T0).await.unwrap();
+    }
+    let p = m.fetch(&a, Cursor::START, 4, T0).await.unwrap();
+    assert_eq!(p.envelopes.len(), 4);
+    // Acknowledges exactly the fetched page (and nothing of b, whose seqs lie in that range).
+    assert_eq!(m.ack_up_to(&a, p.next).await.unwrap(), 4);
+    assert_eq!(m.usage(&a).await.unwrap(), (6, 6 * 4));
+    assert_eq!(m.usage(&b).await.unwrap(), (10, 10 * 2));
+    let rest = m.fetch(&a, Cursor::START, 100, T0).await.unwrap();
+    assert_eq!(
+        rest.envelopes
+            .iter()
+            .map(|e| e.message_id)
+            .collect::<Vec<_>>(),
+        (4..10).map(id).collect::<Vec<_>>()
+    );
+    // Repeating it, or a cursor before everything, deletes nothing.
+    assert_eq!(m.ack_up_to(&a, p.next).await.unwrap(), 0);
+    assert_eq!(m.ack_up_to(&a, Cursor::START).await.unwrap(), 0);
+    // An unknown mailbox: nothing.
+    assert_eq!(m.ack_up_to(&mb(32), Cursor(u64::MAX)).await.unwrap(), 0);
+    // A seq in the middle of the rest: up to and including it.
+    let mid = rest.envelopes[2].seq;
+    assert_eq!(m.ack_up_to(&a, Cursor(mid)).await.unwrap(), 3);
+    let left = m.fetch(&a, Cursor::START, 100, T0).await.unwrap();
+    assert_eq!(left.envelopes.len(), 3);
+    assert!(left.envelopes.iter().all(|e| e.seq > mid));
+    // Everything, with the largest cursor; b still untouched.
+    assert_eq!(m.ack_up_to(&a, Cursor(u64::MAX)).await.unwrap(), 3);
+    assert_eq!(m.usage(&a).await.unwrap(), (0, 0));
+    assert_eq!(m.usage(&b).await.unwrap(), (10, 10 * 2));
+    // A put after a full ack_up_to is stored and fetched normally.
+    assert!(matches!(
+        m.put(&a, &id(0), b"again", T0).await.unwrap(),
+        PutOutcome::Stored { .. }
+    ));
+    assert_eq!(
+        m.fetch(&a, Cursor::START, 10, T0)
+            .await
+            .unwrap()
+            .envelopes
+            .len(),
+        1
+    );
+}
+
+/// The writer's usage cache follows ack_up_to: a full mailbox accepts puts again, and
+/// concurrent puts and an ack_up_to in one group commit behave as in arrival order.
+async fn suite_ack_up_to_quota(m: &Mailbox) {
+    let a = mb(33);
+    for i in 0..4 {
+        m.put(&a, &id(i), b"m", T0).await.unwrap();
+    }
+    assert!(matches!(
+        m.put(&a, &id(4), b"m", T0).await,
+        Err(MailboxError::Full { .. })
+    ));
+    let p = m.fetch(&a, Cursor::START, 2, T0).await.unwrap();
+    assert_eq!(m.ack_up_to(&a, p.next).await.unwrap(), 2);
+    for i in 4..6 {
+        assert!(matches!(
+            m.put(&a, &id(i), b"m", T0).await.unwrap(),
+            PutOutcome::Stored { .. }
+        ));
+    }
+    assert!(matches!(
+        m.put(&a, &id(6), b"m", T0).await,
+        Err(MailboxError::Full { .. })
+    ));
+    // Two puts and an ack_up_to(MAX) of the same mailbox sent in this order (join! polls them
+    // in order and each enqueues on its first poll): whether or not they share one group
+    // commit, the ack comes after the puts, so it deletes both.
+    assert_eq!(m.ack_up_to(&a, Cursor(u64::MAX)).await.unwrap(), 4);
+    let (i10, i11) = (id(10), id(11));
+    let (r1, r2, r3) = tokio::join!(
+        m.put(&a, &i10, b"m", T0),
+        m.put(&a, &i11, b"m", T0),
+        m.ack_up_to(&a, Cursor(u64::MAX))
+    );
+    assert!(matches!(r1.unwrap(), PutOutcome::Stored { .. }));
+    assert!(matches!(r2.unwrap(), PutOutcome::Stored { .. }));
+    assert_eq!(r3.unwrap(), 2);
+    assert_eq!(m.usage(&a).await.unwrap(), (0, 0));
+    for i in 20..24 {
+        m.put(&a, &id(i), b"m", T0).await.unwrap();
+    }
+    assert!(matches!(
+        m.put(&a, &id(24), b"m", T0).await,
+        Err(MailboxError::Full { .. })
+    ));
 }

@@ -192,6 +192,16 @@ pub trait MailboxBackend: Send + Sync {
         ids: &[MessageId],
     ) -> impl Future<Output = Result<u64, MailboxError>> + Send;
 
+    /// Deletes every message of `mailbox` whose arrival sequence number is at most `up_to`,
+    /// in one `DELETE` naming the mailbox: passing a fetched page's `next` cursor acknowledges
+    /// that page and everything before it. Returns how many messages were deleted. Messages of
+    /// other mailboxes are never touched, whatever their seq.
+    fn ack_up_to(
+        &self,
+        mailbox: &MailboxId,
+        up_to: Cursor,
+    ) -> impl Future<Output = Result<u64, MailboxError>> + Send;
+
     /// Deletes up to [`EXPIRE_CHUNK`] expired messages and prunes transit receipts past
     /// retention or over the cap.
     fn expire(&self, now_ms: u64) -> impl Future<Output = Result<Expired, MailboxError>> + Send;
@@ -288,6 +298,9 @@ impl MailboxBackend for Mailbox {
     async fn ack(&self, mailbox: &MailboxId, ids: &[MessageId]) -> Result<u64, MailboxError> {
         delegate!(self, m => m.ack(mailbox, ids))
     }
+    async fn ack_up_to(&self, mailbox: &MailboxId, up_to: Cursor) -> Result<u64, MailboxError> {
+        delegate!(self, m => m.ack_up_to(mailbox, up_to))
+    }
     async fn expire(&self, now_ms: u64) -> Result<Expired, MailboxError> {
         delegate!(self, m => m.expire(now_ms))
     }
@@ -308,6 +321,249 @@ impl MailboxBackend for Mailbox {
 
 /// (seq, message_id, payload, received_at, expires_at) as read from either backend.
 pub(crate) type EnvelopeRow = (i64, Vec<u8>, Vec<u8>, i64, i64);
+
+/// SQL that both backends run unchanged. Parameters are written `$N`, which PostgreSQL and
+/// sqlx's SQLite driver both read as the N-th bound argument; sums are cast to BIGINT (a
+/// PostgreSQL `sum` of BIGINT is NUMERIC; SQLite's cast is a no-op).
+pub(crate) mod sql {
+    /// Unexpired messages of `$1` after seq `$2` at time `$3`, in arrival order, at most `$4`.
+    pub(crate) const FETCH: &str = "SELECT seq, message_id, payload, received_at, expires_at FROM mailbox_messages \
+         WHERE mailbox = $1 AND seq > $2 AND expires_at > $3 ORDER BY seq LIMIT $4";
+    /// (messages, bytes) queued in `$1`.
+    pub(crate) const USAGE: &str = "SELECT count(*), CAST(coalesce(sum(size), 0) AS BIGINT) \
+         FROM mailbox_messages WHERE mailbox = $1";
+    /// (messages, bytes) queued in all mailboxes.
+    pub(crate) const USAGE_ALL: &str =
+        "SELECT count(*), CAST(coalesce(sum(size), 0) AS BIGINT) FROM mailbox_messages";
+    /// 1 if (`$1`, `$2`) is queued, else 0.
+    pub(crate) const EXISTS: &str =
+        "SELECT count(*) FROM mailbox_messages WHERE mailbox = $1 AND message_id = $2";
+    /// (messages, bytes) of `$1` with seq ≤ `$2`.
+    pub(crate) const USAGE_UP_TO: &str = "SELECT count(*), CAST(coalesce(sum(size), 0) AS BIGINT) \
+         FROM mailbox_messages WHERE mailbox = $1 AND seq <= $2";
+    /// Deletes the messages of `$1` with seq ≤ `$2`.
+    pub(crate) const DELETE_UP_TO: &str =
+        "DELETE FROM mailbox_messages WHERE mailbox = $1 AND seq <= $2";
+    /// Deletes at most `$2` messages expired at `$1`, returning (mailbox, size) of each.
+    pub(crate) const DELETE_EXPIRED: &str = "DELETE FROM mailbox_messages WHERE seq IN \
+         (SELECT seq FROM mailbox_messages WHERE expires_at <= $1 LIMIT $2) RETURNING mailbox, size";
+    /// Records receipt `$1` at `$2` unless present.
+    pub(crate) const INSERT_TRANSIT: &str = "INSERT INTO transit_receipts (packet_hash, seen_at) \
+         VALUES ($1, $2) ON CONFLICT (packet_hash) DO NOTHING";
+    /// When receipt `$1` was recorded.
+    pub(crate) const TRANSIT_SEEN: &str =
+        "SELECT seen_at FROM transit_receipts WHERE packet_hash = $1";
+    /// Deletes receipts recorded before `$1`.
+    pub(crate) const PRUNE_TRANSIT_OLD: &str = "DELETE FROM transit_receipts WHERE seen_at < $1";
+    /// Receipts kept.
+    pub(crate) const COUNT_TRANSIT: &str = "SELECT count(*) FROM transit_receipts";
+    /// Deletes the `$1` oldest receipts.
+    pub(crate) const PRUNE_TRANSIT_OLDEST: &str = "DELETE FROM transit_receipts WHERE packet_hash IN \
+         (SELECT packet_hash FROM transit_receipts ORDER BY seen_at LIMIT $1)";
+}
+
+/// The [`writer::Sink`] methods whose SQL and code are the same for both backends (see
+/// [`sql`]), expanded inside each backend's `impl Sink`, where `self.conn` is its connection;
+/// `$begin` is the statement that opens the writer's transaction.
+macro_rules! common_sink_methods {
+    ($begin:literal) => {
+        async fn begin(&mut self) -> Result<(), $crate::MailboxError> {
+            sqlx::query($begin).execute(&mut self.conn).await?;
+            Ok(())
+        }
+
+        async fn commit(&mut self) -> Result<(), $crate::MailboxError> {
+            sqlx::query("COMMIT").execute(&mut self.conn).await?;
+            Ok(())
+        }
+
+        async fn rollback(&mut self) {
+            let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+        }
+
+        async fn load_usage(
+            &mut self,
+            mailbox: &$crate::mailbox::MailboxId,
+        ) -> Result<(u64, u64), $crate::MailboxError> {
+            let (n, b): (i64, i64) = sqlx::query_as($crate::mailbox::sql::USAGE)
+                .bind(&mailbox.0[..])
+                .fetch_one(&mut self.conn)
+                .await?;
+            Ok(($crate::mailbox::to_u64(n), $crate::mailbox::to_u64(b)))
+        }
+
+        async fn exists(
+            &mut self,
+            mailbox: &$crate::mailbox::MailboxId,
+            id: &$crate::mailbox::MessageId,
+        ) -> Result<bool, $crate::MailboxError> {
+            let n: i64 = sqlx::query_scalar($crate::mailbox::sql::EXISTS)
+                .bind(&mailbox.0[..])
+                .bind(&id.0[..])
+                .fetch_one(&mut self.conn)
+                .await?;
+            Ok(n > 0)
+        }
+
+        async fn delete_expired(
+            &mut self,
+            now_ms: i64,
+        ) -> Result<Vec<($crate::mailbox::MailboxId, u64)>, $crate::MailboxError> {
+            let rows: Vec<(Vec<u8>, i64)> = sqlx::query_as($crate::mailbox::sql::DELETE_EXPIRED)
+                .bind(now_ms)
+                .bind(i64::try_from($crate::mailbox::EXPIRE_CHUNK).unwrap_or(i64::MAX))
+                .fetch_all(&mut self.conn)
+                .await?;
+            rows.into_iter()
+                .map(|(m, s)| Ok(($crate::mailbox::mailbox_id(&m)?, $crate::mailbox::to_u64(s))))
+                .collect()
+        }
+
+        async fn insert_transit(
+            &mut self,
+            hash: &[u8; 32],
+            now_ms: i64,
+        ) -> Result<bool, $crate::MailboxError> {
+            let r = sqlx::query($crate::mailbox::sql::INSERT_TRANSIT)
+                .bind(&hash[..])
+                .bind(now_ms)
+                .execute(&mut self.conn)
+                .await?;
+            Ok(r.rows_affected() == 1)
+        }
+
+        async fn prune_transit(
+            &mut self,
+            cutoff: i64,
+            max: u64,
+        ) -> Result<u64, $crate::MailboxError> {
+            let old = sqlx::query($crate::mailbox::sql::PRUNE_TRANSIT_OLD)
+                .bind(cutoff)
+                .execute(&mut self.conn)
+                .await?;
+            let count: i64 = sqlx::query_scalar($crate::mailbox::sql::COUNT_TRANSIT)
+                .fetch_one(&mut self.conn)
+                .await?;
+            let excess = $crate::mailbox::to_u64(count).saturating_sub(max);
+            let mut extra = 0;
+            if excess > 0 {
+                extra = sqlx::query($crate::mailbox::sql::PRUNE_TRANSIT_OLDEST)
+                    .bind($crate::mailbox::to_i64(excess))
+                    .execute(&mut self.conn)
+                    .await?
+                    .rows_affected();
+            }
+            Ok(old.rows_affected() + extra)
+        }
+    };
+}
+pub(crate) use common_sink_methods;
+
+/// Implements [`MailboxBackend`] for a backend type with a `writer: WriterHandle` (mutations
+/// go through the group-commit writer) and a `read` pool (reads run the shared [`sql`]).
+macro_rules! impl_mailbox_backend {
+    ($ty:ty) => {
+        impl $crate::mailbox::MailboxBackend for $ty {
+            async fn put(
+                &self,
+                mailbox: &$crate::mailbox::MailboxId,
+                id: &$crate::mailbox::MessageId,
+                payload: &[u8],
+                now_ms: u64,
+            ) -> Result<$crate::mailbox::PutOutcome, $crate::MailboxError> {
+                self.writer.put(mailbox, id, payload, now_ms).await
+            }
+
+            async fn fetch(
+                &self,
+                mailbox: &$crate::mailbox::MailboxId,
+                after: $crate::mailbox::Cursor,
+                limit: usize,
+                now_ms: u64,
+            ) -> Result<$crate::mailbox::FetchPage, $crate::MailboxError> {
+                let lim = $crate::mailbox::check_fetch_limit(limit)?;
+                let rows: Vec<$crate::mailbox::EnvelopeRow> =
+                    sqlx::query_as($crate::mailbox::sql::FETCH)
+                        .bind(&mailbox.0[..])
+                        .bind($crate::mailbox::to_i64(after.0))
+                        .bind($crate::mailbox::to_i64(now_ms))
+                        .bind(lim)
+                        .fetch_all(&self.read)
+                        .await?;
+                $crate::mailbox::build_page(rows, after)
+            }
+
+            async fn ack(
+                &self,
+                mailbox: &$crate::mailbox::MailboxId,
+                ids: &[$crate::mailbox::MessageId],
+            ) -> Result<u64, $crate::MailboxError> {
+                self.writer.ack(mailbox, ids).await
+            }
+
+            async fn ack_up_to(
+                &self,
+                mailbox: &$crate::mailbox::MailboxId,
+                up_to: $crate::mailbox::Cursor,
+            ) -> Result<u64, $crate::MailboxError> {
+                self.writer.ack_up_to(mailbox, up_to).await
+            }
+
+            async fn expire(
+                &self,
+                now_ms: u64,
+            ) -> Result<$crate::mailbox::Expired, $crate::MailboxError> {
+                self.writer.expire(now_ms).await
+            }
+
+            async fn usage(
+                &self,
+                mailbox: &$crate::mailbox::MailboxId,
+            ) -> Result<(u64, u64), $crate::MailboxError> {
+                let (n, b): (i64, i64) = sqlx::query_as($crate::mailbox::sql::USAGE)
+                    .bind(&mailbox.0[..])
+                    .fetch_one(&self.read)
+                    .await?;
+                Ok(($crate::mailbox::to_u64(n), $crate::mailbox::to_u64(b)))
+            }
+
+            async fn record_transit(
+                &self,
+                packet_hash: &[u8; 32],
+                now_ms: u64,
+            ) -> Result<$crate::mailbox::TransitOutcome, $crate::MailboxError> {
+                self.writer.record_transit(packet_hash, now_ms).await
+            }
+
+            async fn transit_seen(
+                &self,
+                packet_hash: &[u8; 32],
+            ) -> Result<Option<u64>, $crate::MailboxError> {
+                let r: Option<i64> = sqlx::query_scalar($crate::mailbox::sql::TRANSIT_SEEN)
+                    .bind(&packet_hash[..])
+                    .fetch_optional(&self.read)
+                    .await?;
+                Ok(r.map($crate::mailbox::to_u64))
+            }
+        }
+    };
+}
+pub(crate) use impl_mailbox_backend;
+
+pub(crate) fn build_page(rows: Vec<EnvelopeRow>, after: Cursor) -> Result<FetchPage, MailboxError> {
+    let mut envelopes = Vec::with_capacity(rows.len());
+    for (seq, id, payload, received, expires) in rows {
+        envelopes.push(Envelope {
+            seq: to_u64(seq),
+            message_id: message_id(&id)?,
+            payload,
+            received_at_ms: to_u64(received),
+            expires_at_ms: to_u64(expires),
+        });
+    }
+    let next = envelopes.last().map(|e| Cursor(e.seq)).unwrap_or(after);
+    Ok(FetchPage { envelopes, next })
+}
 
 pub(crate) fn check_fetch_limit(limit: usize) -> Result<i64, MailboxError> {
     if limit > MAX_FETCH {

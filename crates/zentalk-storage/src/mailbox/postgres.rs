@@ -8,12 +8,9 @@ use std::str::FromStr;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, Postgres};
 use sqlx::{Connection, QueryBuilder, Row};
 
-use super::sqlite::{build_page, check_ack};
-use super::writer::{self, NewRow, Op, OpResult, Sink, WriterHandle};
+use super::writer::{self, NewRow, Sink, WriterHandle};
 use super::{
-    Cursor, EXPIRE_CHUNK, Expired, FetchPage, Limits, MAX_PAYLOAD_LEN, MailboxBackend, MailboxId,
-    MessageId, PutOutcome, TransitOutcome, WRITE_QUEUE_CAPACITY, check_fetch_limit, mailbox_id,
-    message_id, to_i64, to_u64,
+    Limits, MailboxId, MessageId, WRITE_QUEUE_CAPACITY, mailbox_id, message_id, sql, to_u64,
 };
 use crate::MailboxError;
 
@@ -62,10 +59,7 @@ impl PostgresMailbox {
             .run(&mut conn)
             .await
             .map_err(|e| MailboxError::Migrate(e.to_string()))?;
-        let (n, bytes): (i64, i64) =
-            sqlx::query_as("SELECT count(*), coalesce(sum(size), 0)::BIGINT FROM mailbox_messages")
-                .fetch_one(&mut conn)
-                .await?;
+        let (n, bytes): (i64, i64) = sqlx::query_as(sql::USAGE_ALL).fetch_one(&mut conn).await?;
         let read = PgPoolOptions::new()
             .max_connections(READERS)
             .connect_with(options)
@@ -92,39 +86,7 @@ struct PgSink {
 }
 
 impl Sink for PgSink {
-    async fn begin(&mut self) -> Result<(), MailboxError> {
-        sqlx::query("BEGIN").execute(&mut self.conn).await?;
-        Ok(())
-    }
-
-    async fn commit(&mut self) -> Result<(), MailboxError> {
-        sqlx::query("COMMIT").execute(&mut self.conn).await?;
-        Ok(())
-    }
-
-    async fn rollback(&mut self) {
-        let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
-    }
-
-    async fn load_usage(&mut self, mailbox: &MailboxId) -> Result<(u64, u64), MailboxError> {
-        let (n, b): (i64, i64) =
-            sqlx::query_as("SELECT count(*), coalesce(sum(size), 0)::BIGINT FROM mailbox_messages WHERE mailbox = $1")
-                .bind(&mailbox.0[..])
-                .fetch_one(&mut self.conn)
-                .await?;
-        Ok((to_u64(n), to_u64(b)))
-    }
-
-    async fn exists(&mut self, mailbox: &MailboxId, id: &MessageId) -> Result<bool, MailboxError> {
-        let r: Option<i32> = sqlx::query_scalar(
-            "SELECT 1 FROM mailbox_messages WHERE mailbox = $1 AND message_id = $2",
-        )
-        .bind(&mailbox.0[..])
-        .bind(&id.0[..])
-        .fetch_optional(&mut self.conn)
-        .await?;
-        Ok(r.is_some())
-    }
+    super::common_sink_methods!("BEGIN");
 
     async fn insert_many(
         &mut self,
@@ -135,14 +97,7 @@ impl Sink for PgSink {
             let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(
                 "INSERT INTO mailbox_messages (mailbox, message_id, payload, size, received_at, expires_at) ",
             );
-            qb.push_values(chunk, |mut b, r| {
-                b.push_bind(&r.mailbox.0[..])
-                    .push_bind(&r.id.0[..])
-                    .push_bind(r.payload)
-                    .push_bind(i64::try_from(r.payload.len()).unwrap_or(i64::MAX))
-                    .push_bind(r.received_at)
-                    .push_bind(r.expires_at);
-            });
+            qb.push_values(chunk, |mut b, r| r.push_values(&mut b));
             qb.push(
                 " ON CONFLICT (mailbox, message_id) DO NOTHING RETURNING mailbox, message_id, seq",
             );
@@ -177,166 +132,22 @@ impl Sink for PgSink {
         Ok((n, sizes.into_iter().map(to_u64).sum()))
     }
 
-    async fn delete_expired(&mut self, now_ms: i64) -> Result<Vec<(MailboxId, u64)>, MailboxError> {
-        let rows: Vec<(Vec<u8>, i64)> = sqlx::query_as(
-            "DELETE FROM mailbox_messages WHERE seq IN \
-             (SELECT seq FROM mailbox_messages WHERE expires_at <= $1 LIMIT $2) RETURNING mailbox, size",
-        )
-        .bind(now_ms)
-        .bind(i64::try_from(EXPIRE_CHUNK).unwrap_or(i64::MAX))
-        .fetch_all(&mut self.conn)
-        .await?;
-        rows.into_iter()
-            .map(|(m, s)| Ok((mailbox_id(&m)?, to_u64(s))))
-            .collect()
-    }
-
-    async fn insert_transit(&mut self, hash: &[u8; 32], now_ms: i64) -> Result<bool, MailboxError> {
-        let r = sqlx::query(
-            "INSERT INTO transit_receipts (packet_hash, seen_at) VALUES ($1, $2) ON CONFLICT (packet_hash) DO NOTHING",
-        )
-        .bind(&hash[..])
-        .bind(now_ms)
-        .execute(&mut self.conn)
-        .await?;
-        Ok(r.rows_affected() == 1)
-    }
-
-    async fn prune_transit(&mut self, cutoff: i64, max: u64) -> Result<u64, MailboxError> {
-        let old = sqlx::query("DELETE FROM transit_receipts WHERE seen_at < $1")
-            .bind(cutoff)
-            .execute(&mut self.conn)
-            .await?;
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM transit_receipts")
-            .fetch_one(&mut self.conn)
-            .await?;
-        let excess = to_u64(count).saturating_sub(max);
-        let mut extra = 0;
-        if excess > 0 {
-            extra = sqlx::query(
-                "DELETE FROM transit_receipts WHERE packet_hash IN \
-                 (SELECT packet_hash FROM transit_receipts ORDER BY seen_at LIMIT $1)",
-            )
-            .bind(to_i64(excess))
-            .execute(&mut self.conn)
-            .await?
-            .rows_affected();
-        }
-        Ok(old.rows_affected() + extra)
-    }
-}
-
-fn unexpected() -> MailboxError {
-    MailboxError::Database(sqlx::Error::Protocol(
-        "writer answered with the wrong result kind".into(),
-    ))
-}
-
-impl MailboxBackend for PostgresMailbox {
-    async fn put(
-        &self,
+    async fn delete_up_to(
+        &mut self,
         mailbox: &MailboxId,
-        id: &MessageId,
-        payload: &[u8],
-        now_ms: u64,
-    ) -> Result<PutOutcome, MailboxError> {
-        if payload.len() > MAX_PAYLOAD_LEN {
-            return Err(MailboxError::PayloadTooLarge {
-                max: MAX_PAYLOAD_LEN,
-                found: payload.len(),
-            });
-        }
-        match self
-            .writer
-            .call(Op::Put {
-                mailbox: *mailbox,
-                id: *id,
-                payload: payload.to_vec(),
-                now_ms,
-            })
-            .await?
-        {
-            OpResult::Put(p) => Ok(p),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn fetch(
-        &self,
-        mailbox: &MailboxId,
-        after: Cursor,
-        limit: usize,
-        now_ms: u64,
-    ) -> Result<FetchPage, MailboxError> {
-        let lim = check_fetch_limit(limit)?;
-        let rows: Vec<super::EnvelopeRow> = sqlx::query_as(
-            "SELECT seq, message_id, payload, received_at, expires_at FROM mailbox_messages \
-             WHERE mailbox = $1 AND seq > $2 AND expires_at > $3 ORDER BY seq LIMIT $4",
+        up_to: i64,
+    ) -> Result<(u64, u64), MailboxError> {
+        // One statement: the DELETE, sized by the query around it (one row back).
+        let (n, bytes): (i64, i64) = sqlx::query_as(
+            "WITH gone AS (DELETE FROM mailbox_messages WHERE mailbox = $1 AND seq <= $2 RETURNING size) \
+             SELECT count(*), CAST(coalesce(sum(size), 0) AS BIGINT) FROM gone",
         )
         .bind(&mailbox.0[..])
-        .bind(to_i64(after.0))
-        .bind(to_i64(now_ms))
-        .bind(lim)
-        .fetch_all(&self.read)
+        .bind(up_to)
+        .fetch_one(&mut self.conn)
         .await?;
-        build_page(rows, after)
-    }
-
-    async fn ack(&self, mailbox: &MailboxId, ids: &[MessageId]) -> Result<u64, MailboxError> {
-        check_ack(ids)?;
-        match self
-            .writer
-            .call(Op::Ack {
-                mailbox: *mailbox,
-                ids: ids.to_vec(),
-            })
-            .await?
-        {
-            OpResult::Acked(n) => Ok(n),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn expire(&self, now_ms: u64) -> Result<Expired, MailboxError> {
-        match self.writer.call(Op::Expire { now_ms }).await? {
-            OpResult::Expired(e) => Ok(e),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn usage(&self, mailbox: &MailboxId) -> Result<(u64, u64), MailboxError> {
-        let (n, b): (i64, i64) =
-            sqlx::query_as("SELECT count(*), coalesce(sum(size), 0)::BIGINT FROM mailbox_messages WHERE mailbox = $1")
-                .bind(&mailbox.0[..])
-                .fetch_one(&self.read)
-                .await?;
-        Ok((to_u64(n), to_u64(b)))
-    }
-
-    async fn record_transit(
-        &self,
-        packet_hash: &[u8; 32],
-        now_ms: u64,
-    ) -> Result<TransitOutcome, MailboxError> {
-        match self
-            .writer
-            .call(Op::Transit {
-                hash: *packet_hash,
-                now_ms,
-            })
-            .await?
-        {
-            OpResult::Transit(t) => Ok(t),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn transit_seen(&self, packet_hash: &[u8; 32]) -> Result<Option<u64>, MailboxError> {
-        let r: Option<i64> =
-            sqlx::query_scalar("SELECT seen_at FROM transit_receipts WHERE packet_hash = $1")
-                .bind(&packet_hash[..])
-                .fetch_optional(&self.read)
-                .await?;
-        Ok(r.map(to_u64))
+        Ok((to_u64(n), to_u64(bytes)))
     }
 }
+
+super::impl_mailbox_backend!(PostgresMailbox);

@@ -12,7 +12,8 @@ use std::future::Future;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Expired, Limits, MAX_BATCH, MailboxId, MessageId, PutOutcome, TransitOutcome, USAGE_CACHE_MAX,
+    Cursor, Expired, Limits, MAX_ACK, MAX_BATCH, MAX_PAYLOAD_LEN, MailboxId, MessageId, PutOutcome,
+    TransitOutcome, USAGE_CACHE_MAX,
 };
 use crate::{MailboxError, QuotaKind, QuotaScope};
 
@@ -28,6 +29,10 @@ pub(crate) enum Op {
     Ack {
         mailbox: MailboxId,
         ids: Vec<MessageId>,
+    },
+    AckUpTo {
+        mailbox: MailboxId,
+        up_to: i64,
     },
     Expire {
         now_ms: u64,
@@ -54,6 +59,25 @@ pub(crate) struct NewRow<'a> {
     pub payload: &'a [u8],
     pub received_at: i64,
     pub expires_at: i64,
+}
+
+impl<'a> NewRow<'a> {
+    /// Binds `mailbox, message_id, payload, size, received_at, expires_at` (in this order,
+    /// the columns both backends' multi-row INSERT name) into one row of `VALUES`.
+    pub(crate) fn push_values<DB: sqlx::Database>(
+        &self,
+        b: &mut sqlx::query_builder::Separated<'_, 'a, DB, &'static str>,
+    ) where
+        &'a [u8]: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    {
+        b.push_bind(&self.mailbox.0[..])
+            .push_bind(&self.id.0[..])
+            .push_bind(self.payload)
+            .push_bind(i64::try_from(self.payload.len()).unwrap_or(i64::MAX))
+            .push_bind(self.received_at)
+            .push_bind(self.expires_at);
+    }
 }
 
 /// The backend-specific statements, all inside the transaction the writer opened.
@@ -83,6 +107,13 @@ pub(crate) trait Sink: Send + 'static {
         &mut self,
         mailbox: &MailboxId,
         ids: &[MessageId],
+    ) -> impl Future<Output = Result<(u64, u64), MailboxError>> + Send;
+    /// Deletes every message of `mailbox` with `seq <= up_to` (one DELETE); returns how many
+    /// were deleted and their total size.
+    fn delete_up_to(
+        &mut self,
+        mailbox: &MailboxId,
+        up_to: i64,
     ) -> impl Future<Output = Result<(u64, u64), MailboxError>> + Send;
     /// Deletes up to `EXPIRE_CHUNK` expired messages; returns (mailbox, size) of each.
     fn delete_expired(
@@ -115,7 +146,7 @@ pub(crate) struct WriterHandle {
 }
 
 impl WriterHandle {
-    pub(crate) async fn call(&self, op: Op) -> Result<OpResult, MailboxError> {
+    async fn call(&self, op: Op) -> Result<OpResult, MailboxError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request { op, reply })
@@ -123,6 +154,101 @@ impl WriterHandle {
             .map_err(|_| MailboxError::WriterStopped)?;
         rx.await.map_err(|_| MailboxError::WriterStopped)?
     }
+
+    /// [`super::MailboxBackend::put`], limits checked, through the writer.
+    pub(crate) async fn put(
+        &self,
+        mailbox: &MailboxId,
+        id: &MessageId,
+        payload: &[u8],
+        now_ms: u64,
+    ) -> Result<PutOutcome, MailboxError> {
+        if payload.len() > MAX_PAYLOAD_LEN {
+            return Err(MailboxError::PayloadTooLarge {
+                max: MAX_PAYLOAD_LEN,
+                found: payload.len(),
+            });
+        }
+        let op = Op::Put {
+            mailbox: *mailbox,
+            id: *id,
+            payload: payload.to_vec(),
+            now_ms,
+        };
+        match self.call(op).await? {
+            OpResult::Put(p) => Ok(p),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// [`super::MailboxBackend::ack`], limits checked, through the writer.
+    pub(crate) async fn ack(
+        &self,
+        mailbox: &MailboxId,
+        ids: &[MessageId],
+    ) -> Result<u64, MailboxError> {
+        if ids.len() > MAX_ACK {
+            return Err(MailboxError::LimitTooLarge {
+                what: "ack ids",
+                max: MAX_ACK,
+                found: ids.len(),
+            });
+        }
+        let op = Op::Ack {
+            mailbox: *mailbox,
+            ids: ids.to_vec(),
+        };
+        match self.call(op).await? {
+            OpResult::Acked(n) => Ok(n),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// [`super::MailboxBackend::ack_up_to`] through the writer.
+    pub(crate) async fn ack_up_to(
+        &self,
+        mailbox: &MailboxId,
+        up_to: Cursor,
+    ) -> Result<u64, MailboxError> {
+        let op = Op::AckUpTo {
+            mailbox: *mailbox,
+            up_to: to_i64(up_to.0),
+        };
+        match self.call(op).await? {
+            OpResult::Acked(n) => Ok(n),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// [`super::MailboxBackend::expire`] through the writer.
+    pub(crate) async fn expire(&self, now_ms: u64) -> Result<Expired, MailboxError> {
+        match self.call(Op::Expire { now_ms }).await? {
+            OpResult::Expired(e) => Ok(e),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// [`super::MailboxBackend::record_transit`] through the writer.
+    pub(crate) async fn record_transit(
+        &self,
+        hash: &[u8; 32],
+        now_ms: u64,
+    ) -> Result<TransitOutcome, MailboxError> {
+        let op = Op::Transit {
+            hash: *hash,
+            now_ms,
+        };
+        match self.call(op).await? {
+            OpResult::Transit(t) => Ok(t),
+            _ => Err(unexpected()),
+        }
+    }
+}
+
+fn unexpected() -> MailboxError {
+    MailboxError::Database(sqlx::Error::Protocol(
+        "writer answered with the wrong result kind".into(),
+    ))
 }
 
 /// Exact usage, owned by the writer.
@@ -395,6 +521,10 @@ async fn apply_ops<S: Sink>(
                     Op::Ack { mailbox, ids } => {
                         ids.iter().any(|id| pending_keys.contains(&(*mailbox, *id)))
                     }
+                    // A pending put gets a seq above every committed one, so only an
+                    // `up_to` beyond what was ever handed out could reach it; flush anyway so
+                    // that the result is the arrival-order one.
+                    Op::AckUpTo { mailbox, .. } => pending_keys.iter().any(|k| k.0 == *mailbox),
                     Op::Expire { .. } => true,
                     Op::Transit { .. } | Op::Put { .. } => false,
                 };
@@ -405,6 +535,12 @@ async fn apply_ops<S: Sink>(
                 slots[i] = Some(Ok(match other {
                     Op::Ack { mailbox, ids } => {
                         let (n, bytes) = sink.delete_ids(mailbox, ids).await?;
+                        let track = known(usage, ov, mailbox);
+                        bump(ov, mailbox, -to_i64(n), -to_i64(bytes), track);
+                        OpResult::Acked(n)
+                    }
+                    Op::AckUpTo { mailbox, up_to } => {
+                        let (n, bytes) = sink.delete_up_to(mailbox, *up_to).await?;
                         let track = known(usage, ov, mailbox);
                         bump(ov, mailbox, -to_i64(n), -to_i64(bytes), track);
                         OpResult::Acked(n)
