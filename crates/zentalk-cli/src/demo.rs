@@ -1,35 +1,37 @@
 //! `zentalk demo`: two clients talking through five real relays, in one process.
 //!
-//! Everything runs on 127.0.0.1: a Kademlia DHT over UDP (where Bob's contact card is
-//! published under its blinded key and found by Alice), five zentalk-relay relays (TCP, Noise
+//! Everything runs on 127.0.0.1: a Kademlia DHT over UDP, five zentalk-relay relays (TCP, Noise
 //! XK links, onion forwarding over relay-to-relay links, SQLite mailboxes in a temporary
-//! directory, the opt-in demo observation log) and two zentalk-client engines driven by
-//! `net::sync_once`. The relays find each other through an in-process directory (not the
-//! DHT), and the clients' relay list comes from the same place; the demo says so.
+//! directory, the opt-in demo observation log) and two clients, each a zentalk-client driver
+//! with its own encrypted store and DHT node. Relays publish signed descriptors in the DHT and
+//! find their next hops there; the clients build their directory from the same descriptors,
+//! looked up by node id, find each other's contact card in the DHT, hold one authenticated link
+//! per owned mailbox and get pushes. The network setup is [`zentalk_cli::testnet`], shared with
+//! the end-to-end tests.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
 use rand_core::OsRng;
-use zentalk_client::net::sync_once;
-use zentalk_client::{Client, ContactCard, Directory, Event, RelayEntry};
-use zentalk_crypto::{Address, IdentityKeyPair, NodeId};
-use zentalk_dht::net::{DhtHandle, NetConfig, spawn};
-use zentalk_dht::{PrekeyLocator, prekey_period};
-use zentalk_relay::epoch::epoch_at;
+use tokio::sync::mpsc;
+use zentalk_cli::testnet::{DESCRIPTOR_WAIT, Runner, Testnet, TestnetConfig};
+use zentalk_client::driver::{DriverConfig, DriverEvent, DriverHandle, DriverOptions};
+use zentalk_client::{Client, MessageId};
+use zentalk_crypto::{Address, NodeId};
+use zentalk_dht::net::DhtHandle;
+use zentalk_relay::Limits;
 use zentalk_relay::service::Peer;
-use zentalk_relay::{Limits, Relay, RelayConfig, RelayHandle, RelayKeys, StaticDirectory};
+use zentalk_storage::client::{ClientStore, KdfParams};
 
 type DemoResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-#[allow(clippy::disallowed_methods, reason = "the demo binary reads the clock")]
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+/// How long each step may take before the demo says what is missing and moves on.
+const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The demo stores are thrown away at the end; their password protects nothing.
+const DEMO_PASSWORD: &[u8] = b"demo";
 
 #[allow(
     clippy::disallowed_methods,
@@ -60,62 +62,188 @@ impl Names {
         self.users.get(a).copied().unwrap_or("?")
     }
 
+    fn relay(&self, n: &NodeId) -> String {
+        self.relays.get(n).cloned().unwrap_or_else(|| short(n))
+    }
+
     fn peer(&self, p: &Peer) -> String {
         match p {
             Peer::ClientLink => "client link".to_owned(),
-            Peer::Relay(n) => self.relays.get(n).cloned().unwrap_or_else(|| short(n)),
+            Peer::Relay(n) => self.relay(n),
             Peer::Mailbox(m) => format!("mailbox {}", hexs(m)),
             other => other.to_string(),
         }
     }
-}
 
-fn report(c: &mut Client, me: &str, names: &Names) {
-    while let Some(e) = c.poll_event() {
-        match e {
-            Event::Message {
+    /// One line about an event of client `me`, or `None` for bookkeeping events.
+    fn describe(&self, me: &str, e: &DriverEvent) -> Option<String> {
+        Some(match e {
+            DriverEvent::Message {
                 from, seq, text, ..
-            } => {
-                println!("  {me} reads #{seq} from {}: {text:?}", names.user(&from));
-            }
-            Event::Delivered { to, id } => println!(
-                "  {me}: delivery receipt from {} for message {}",
-                names.user(&to),
+            } => format!("{me} reads #{seq} from {}: {text:?}", self.user(from)),
+            DriverEvent::Delivered { to, id } => format!(
+                "{me}: delivery receipt from {} for message {}",
+                self.user(to),
                 hexs(&id[..4])
             ),
-            Event::ContactAdded { address } => println!(
-                "  {me}: {} wrote to the contact mailbox (a new contact)",
-                names.user(&address)
+            DriverEvent::ContactAdded { address } => {
+                format!("{me}: {} is a contact now", self.user(address))
+            }
+            DriverEvent::MailboxCreated { relay } => format!(
+                "{me}: created a fresh mailbox on {} for one contact (its own key pair)",
+                self.relay(relay)
             ),
-            Event::MailboxCreated { mailbox } => println!(
-                "  {me}: created a fresh mailbox {} on {} for one contact (its own key pair)",
-                hexs(&mailbox.mailbox.as_bytes()[..4]),
-                names
-                    .relays
-                    .get(&mailbox.relay)
-                    .cloned()
-                    .unwrap_or_default()
+            DriverEvent::LinkUp { relay } => format!(
+                "{me}: mailbox link to {} authenticated (pushes on)",
+                self.relay(relay)
             ),
-            Event::GapDetected { from, first, last } => println!(
-                "  {me}: messages #{first}..#{last} from {} have not arrived yet",
-                names.user(&from)
+            DriverEvent::LinkDown { relay, .. } => {
+                format!("{me}: mailbox link to {} lost", self.relay(relay))
+            }
+            DriverEvent::GapDetected { from, first, last } => format!(
+                "{me}: messages #{first}..#{last} from {} have not arrived yet",
+                self.user(from)
             ),
-            Event::MessagesLost { from, first, last } => println!(
-                "  {me}: messages #{first}..#{last} from {} were lost",
-                names.user(&from)
+            DriverEvent::MessagesLost { from, first, last } => format!(
+                "{me}: messages #{first}..#{last} from {} were lost",
+                self.user(from)
             ),
-            other => println!("  {me}: {other:?}"),
+            DriverEvent::DirectoryRefreshed { relays } => format!(
+                "{me}: relay directory built from {relays} signed descriptors found in the DHT"
+            ),
+            DriverEvent::CardPublished { stored_on } => {
+                format!("{me}: contact card published on {stored_on} DHT nodes")
+            }
+            DriverEvent::CardPublishFailed { reason } => {
+                format!("{me}: contact card not published: {reason}")
+            }
+            DriverEvent::RelayDown { relay, .. } => format!(
+                "{me}: {} failed a packet; routes avoid it for a while",
+                self.relay(relay)
+            ),
+            DriverEvent::SendFailed { reason, .. } => {
+                format!("{me}: a packet could not be handed over ({reason}); retried later")
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// Per-client counts of what arrived, updated as events are printed.
+#[derive(Debug, Default)]
+struct Counts {
+    /// Texts received, per client.
+    messages: HashMap<&'static str, usize>,
+    /// Message ids whose delivery receipt arrived.
+    delivered: HashSet<MessageId>,
+    /// Message ids whose first packet was handed to a first hop.
+    sent: HashSet<MessageId>,
+}
+
+impl Counts {
+    fn all_delivered(&self, ids: &[MessageId]) -> bool {
+        ids.iter().all(|id| self.delivered.contains(id))
+    }
+}
+
+/// Every client's events, merged in arrival order.
+struct Feed {
+    tx: mpsc::Sender<(&'static str, DriverEvent)>,
+    rx: mpsc::Receiver<(&'static str, DriverEvent)>,
+    counts: Counts,
+}
+
+impl Feed {
+    fn new() -> Self {
+        let (tx, rx) = mpsc::channel(1024);
+        Self {
+            tx,
+            rx,
+            counts: Counts::default(),
+        }
+    }
+
+    /// Forwards `handle`'s events under `name` until its driver stops.
+    fn attach(&self, name: &'static str, handle: &DriverHandle) {
+        let mut events = handle.subscribe();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(e) => {
+                        if tx.send((name, e)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+
+    /// Prints events until `done(counts)` holds (or [`STEP_TIMEOUT`] passes).
+    async fn until(&mut self, names: &Names, done: impl Fn(&Counts) -> bool) {
+        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+        while !done(&self.counts) {
+            let Ok(Some((who, e))) = tokio::time::timeout_at(deadline, self.rx.recv()).await else {
+                println!("  (not settled after {STEP_TIMEOUT:?}; the clients keep retrying)");
+                return;
+            };
+            match &e {
+                DriverEvent::Message { .. } => *self.counts.messages.entry(who).or_default() += 1,
+                DriverEvent::Delivered { id, .. } => {
+                    self.counts.delivered.insert(*id);
+                }
+                DriverEvent::Sent { id, .. } => {
+                    self.counts.sent.insert(*id);
+                }
+                _ => {}
+            }
+            if let Some(line) = names.describe(who, &e) {
+                println!("  {line}");
+            }
         }
     }
 }
 
-async fn dht_node(seed: Option<std::net::SocketAddr>) -> DemoResult<DhtHandle> {
-    let id = IdentityKeyPair::generate(&mut OsRng);
-    let (h, _task) = spawn(id, "127.0.0.1:0".parse()?, NetConfig::default()).await?;
-    if let Some(s) = seed {
-        h.bootstrap(vec![s]).await?;
-    }
-    Ok(h)
+fn count(map: &HashMap<&'static str, usize>, who: &str) -> usize {
+    map.get(who).copied().unwrap_or(0)
+}
+
+/// Starts a client driver on `store_path` (created if `client` is given, else reopened).
+async fn start_client(
+    testnet: &Testnet,
+    dht: &DhtHandle,
+    store_path: &Path,
+    client: Option<Client>,
+) -> DemoResult<DriverHandle> {
+    let (client, store) = match client {
+        Some(c) => {
+            // A throwaway store: cheap key derivation, the demo deletes it at the end.
+            let store = ClientStore::create(store_path, DEMO_PASSWORD, KdfParams::TEST).await?;
+            (c, store)
+        }
+        None => {
+            let store = ClientStore::open(store_path, DEMO_PASSWORD).await?;
+            let c = Client::load(&store)
+                .await?
+                .ok_or("the demo store lost its account")?;
+            (c, store)
+        }
+    };
+    let config = DriverConfig {
+        dht: dht.clone(),
+        limits: Limits::default(),
+        relays: testnet.node_ids(),
+        directory_refresh: Duration::from_secs(60),
+        hold_mailbox_links: true,
+    };
+    let options = DriverOptions {
+        retry_initial: Duration::from_millis(500),
+        ..DriverOptions::default()
+    };
+    Ok(zentalk_client::driver::start_with(client, store, config, options).await?)
 }
 
 /// Errors are reported, never unwrapped: the demo is a user-facing command.
@@ -127,189 +255,118 @@ pub(crate) fn run() -> DemoResult<()> {
     rt.block_on(run_async())
 }
 
-struct Net {
-    dir: Directory,
-    epoch: u32,
-    limits: Limits,
-}
-
-impl Net {
-    /// One sync round of `c` (fetch its mailboxes, then send what it queued), then a pause
-    /// for packets to cross the relay-to-relay links.
-    async fn sync(&self, c: &mut Client, now: u64) -> DemoResult<zentalk_client::net::SyncReport> {
-        let r = sync_once(c, &self.dir, self.epoch, &self.limits, &mut OsRng, now).await?;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        Ok(r)
-    }
-
-    /// Sync rounds of `x` then `y` until neither has unacknowledged messages (at most
-    /// `MAX_ROUNDS`, so a lost packet cannot hang the demo).
-    async fn settle(
-        &self,
-        x: (&mut Client, &str),
-        y: (&mut Client, &str),
-        names: &Names,
-        now: u64,
-    ) -> DemoResult<()> {
-        const MAX_ROUNDS: usize = 100;
-        let ((x, xn), (y, yn)) = (x, y);
-        for _ in 0..MAX_ROUNDS {
-            self.sync(x, now).await?;
-            report(x, xn, names);
-            self.sync(y, now).await?;
-            report(y, yn, names);
-            let idle = |c: &Client| c.contacts().iter().all(|k| k.unacknowledged == 0);
-            if idle(x) && idle(y) {
-                return Ok(());
-            }
-        }
-        println!("  (still unacknowledged after {MAX_ROUNDS} rounds; retries continue)");
-        Ok(())
-    }
-}
-
 async fn run_async() -> DemoResult<()> {
     let started = start_clock();
     let mut rng = OsRng;
     println!("ZenTalk demo: a DHT, five relays and two clients in one process, on 127.0.0.1.\n");
 
-    println!("[dht] Kademlia nodes on UDP");
-    let boot = dht_node(None).await?;
-    let seed = boot.local_addr();
-    let mut dht = vec![boot];
-    for _ in 0..4 {
-        dht.push(dht_node(Some(seed)).await?);
-    }
-    println!("  bootstrap node {seed}, {} nodes", dht.len());
-
-    println!("[relays] five zentalk-relay relays: TCP + Noise XK links, SQLite mailboxes");
-    let tmp = tempfile::tempdir()?;
-    let static_dir = Arc::new(StaticDirectory::new());
-    let mut handles: Vec<RelayHandle> = Vec::new();
-    let mut stops = Vec::new();
-    let mut tasks = Vec::new();
+    println!("[network] a DHT bootstrap node and five zentalk-relay relays");
+    let testnet = Testnet::start(&TestnetConfig {
+        relays: 5,
+        runner: Runner::InProcess,
+        demo_observe: true,
+    })
+    .await?;
+    println!("  DHT bootstrap node on UDP {}", testnet.bootstrap_addr());
     let mut relay_names = HashMap::new();
-    for i in 0..5 {
-        let config = RelayConfig {
-            listen_addr: "127.0.0.1:0".parse()?,
-            metrics_addr: "127.0.0.1:0".parse()?,
-            mailbox_path: tmp.path().join(format!("relay{}.sqlite", i + 1)),
-            demo_observe: true,
-            shutdown_grace: Duration::from_secs(1),
-            ..RelayConfig::default()
-        };
-        let dyn_dir: Arc<dyn zentalk_relay::Directory> = static_dir.clone();
-        let relay =
-            Relay::bind_with_directory(config, RelayKeys::generate(&mut rng), Some(dyn_dir))
-                .await?;
-        let h = relay.handle();
-        static_dir.insert(h.peer_info());
+    for (i, r) in testnet.relays().iter().enumerate() {
         let name = format!("relay{}", i + 1);
         println!(
-            "  {name} node {} listening on {}",
-            short(&h.node_id()),
-            h.peer_info().addr
+            "  {name} node {} on {} (TCP + Noise XK links, SQLite mailbox)",
+            short(&r.node_id()),
+            r.addr()
         );
-        relay_names.insert(h.node_id(), name);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tasks.push(tokio::spawn(async move {
-            relay
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await
-        }));
-        handles.push(h);
-        stops.push(stop);
+        relay_names.insert(r.node_id(), name);
     }
-    let entries: Vec<RelayEntry> = handles
-        .iter()
-        .map(|h| {
-            let p = h.peer_info();
-            RelayEntry {
-                node: p.node,
-                addr: p.addr,
-                noise_key: p.noise_key.to_bytes(),
-                onion_keys: p
-                    .onion_keys
-                    .iter()
-                    .map(|(e, k)| (u64::from(*e), k.to_bytes()))
-                    .collect(),
-            }
-        })
-        .collect();
-    let now = unix_ms();
-    let net = Net {
-        dir: Directory::new(entries),
-        epoch: epoch_at(now / 1000),
-        limits: Limits::default(),
+    let directory = testnet.wait_for_descriptors(DESCRIPTOR_WAIT).await?;
+    println!(
+        "  all {} relays published signed descriptors (address, Noise key, onion keys per \
+         epoch) in the DHT",
+        directory.relays().len()
+    );
+    let nodes = testnet.node_ids();
+    let (Some(relay1), Some(relay2)) = (nodes.first().copied(), nodes.get(1).copied()) else {
+        return Err("the demo needs five relays".into());
     };
-    let nodes: Vec<NodeId> = handles.iter().map(RelayHandle::node_id).collect();
 
-    let mut alice = Client::new(&mut rng, nodes[0], nodes.clone());
-    let mut bob = Client::new(&mut rng, nodes[1], nodes.clone());
+    let tmp = tempfile::tempdir()?;
+    let alice_client = Client::new(&mut rng, relay1, nodes.clone());
+    let bob_client = Client::new(&mut rng, relay2, nodes.clone());
+    let (a, b) = (alice_client.address(), bob_client.address());
+    let bob_identity = bob_client.identity_key();
     let names = Names {
-        users: [(alice.address(), "alice"), (bob.address(), "bob")].into(),
+        users: [(a, "alice"), (b, "bob")].into(),
         relays: relay_names,
     };
-    println!("\n[clients]");
-    println!("  alice {} (contact mailbox on relay1)", alice.address());
-    println!("  bob   {} (contact mailbox on relay2)", bob.address());
-    let record = bob.card_record(&mut rng, now, 1)?;
-    let stored = dht[2].publish(record.clone()).await?;
+    println!("\n[clients] each with an encrypted store, its own DHT node and the relay node ids");
+    println!("  alice {a} (contact mailbox on relay1)");
+    println!("  bob   {b} (contact mailbox on relay2)");
+    let mut feed = Feed::new();
+    let bob_path = tmp.path().join("bob.db");
+    // Each user's DHT node (their device's) lives through the whole demo.
+    let (alice_dht, bob_dht) = tokio::try_join!(testnet.client_dht(), testnet.client_dht())?;
+    let bob = start_client(&testnet, &bob_dht, &bob_path, Some(bob_client)).await?;
+    feed.attach("bob", &bob);
+    let alice_path = tmp.path().join("alice.db");
+    let alice = start_client(&testnet, &alice_dht, &alice_path, Some(alice_client)).await?;
+    feed.attach("alice", &alice);
+    alice.add_contact(bob_identity).await?;
     println!(
-        "  bob's signed contact card stored on {stored} DHT nodes under blinded key {}",
-        short(&record.key)
+        "  alice found bob's contact card in the DHT from his identity key (blinded lookup key) \
+         and verified it"
     );
-    let locator = PrekeyLocator::new(&bob.identity_key(), prekey_period(now))?;
-    let found = dht[3]
-        .find_value(locator.key())
-        .await?
-        .ok_or("bob's card was not found in the DHT")?;
-    let card = ContactCard::from_bytes(&locator.open(&found, now)?)?;
-    println!("  alice found it from bob's identity key and verified both signatures");
-    let b = alice.add_contact(&card);
-    let a = alice.address();
 
     println!("\n[1] alice writes to bob");
+    let mut ids = Vec::new();
     for text in [
         "hi bob",
         "this crossed three relays",
         "none of them saw both ends",
     ] {
-        alice.send_text(&mut rng, &b, text, now)?;
+        ids.push(alice.send_text(b, text.to_owned()).await?);
     }
-    net.settle((&mut alice, "alice"), (&mut bob, "bob"), &names, now)
-        .await?;
+    feed.until(&names, |c| {
+        count(&c.messages, "bob") >= 3 && c.all_delivered(&ids)
+    })
+    .await;
 
     println!("\n[2] bob answers");
-    bob.send_text(&mut rng, &a, "hi alice, got all three", now)?;
-    net.settle((&mut bob, "bob"), (&mut alice, "alice"), &names, now)
-        .await?;
+    let ids = [bob
+        .send_text(a, "hi alice, got all three".to_owned())
+        .await?];
+    feed.until(&names, |c| {
+        count(&c.messages, "alice") >= 1 && c.all_delivered(&ids)
+    })
+    .await;
 
     println!("\n[3] bob goes offline; alice keeps writing");
+    bob.shutdown().await?;
+    println!("  bob's client stopped (state saved in his encrypted store)");
+    let mut ids = Vec::new();
     for text in ["are you there?", "I'll wait"] {
-        alice.send_text(&mut rng, &b, text, now)?;
+        ids.push(alice.send_text(b, text.to_owned()).await?);
     }
-    let r = net.sync(&mut alice, now).await?;
+    feed.until(&names, |c| ids.iter().all(|id| c.sent.contains(id)))
+        .await;
     println!(
-        "  alice handed {} packets to first hops; bob's mailbox relays keep them",
-        r.sent
+        "  alice's packets were handed to first hops; bob's mailbox relay stores what arrives"
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     println!("  bob comes back");
-    let r = net.sync(&mut bob, now).await?;
-    println!("  bob fetched {} items from his mailboxes", r.fetched);
-    report(&mut bob, "bob", &names);
-    net.settle((&mut bob, "bob"), (&mut alice, "alice"), &names, now)
-        .await?;
+    let bob = start_client(&testnet, &bob_dht, &bob_path, None).await?;
+    feed.attach("bob", &bob);
+    feed.until(&names, |c| {
+        count(&c.messages, "bob") >= 5 && c.all_delivered(&ids)
+    })
+    .await;
+    alice.shutdown().await?;
+    bob.shutdown().await?;
 
     println!("\n[what each relay saw] predecessor -> successor, packet size");
     let (mut packets, mut both, mut sizes) = (0usize, 0usize, std::collections::BTreeSet::new());
-    for h in &handles {
-        let obs = h.observations();
-        let name = names.relays.get(&h.node_id()).cloned().unwrap_or_default();
-        println!("  {name}: {} packets", obs.len());
+    for r in testnet.relays() {
+        let obs = r.observations();
+        println!("  {}: {} packets", names.relay(&r.node_id()), obs.len());
         for o in &obs {
             println!(
                 "    {:>11} -> {:<16} {} bytes",
@@ -328,19 +385,11 @@ async fn run_async() -> DemoResult<()> {
         }
     }
     println!(
-        "\n  {packets} packets delivered to mailboxes; packet sizes seen {sizes:?}; \
-         relay observations with both a client link and a mailbox: {both}"
+        "\n  {packets} packets delivered to mailboxes (messages, receipts, mailbox hand-overs); \
+         packet sizes seen {sizes:?}; relay observations with both a client link and a \
+         mailbox: {both}"
     );
-    println!(
-        "\nNot used in this demo: relay descriptors in the DHT (relays and clients share an \
-         in-process directory), mailbox pushes (clients fetch in rounds)."
-    );
-    for s in stops {
-        let _ = s.send(());
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
+    testnet.stop().await;
     println!("Finished in {} ms.", started.elapsed().as_millis());
     Ok(())
 }
