@@ -1031,6 +1031,65 @@ async fn bad_requests_get_typed_errors_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn chunked_body_over_the_limit_is_refused() {
+    // No Content-Length to check up front: the limit applies while the body is read.
+    let (server, fake, bearer) = start(vec![]).await;
+    let mut s = TcpStream::connect(server.local_addr()).await.unwrap();
+    let head = format!(
+        "POST /v1/messages HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+         Authorization: {bearer}\r\nTransfer-Encoding: chunked\r\n\r\n",
+        server.local_addr()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![b' '; 4096];
+    for _ in 0..(MAX_BODY_BYTES / chunk.len() + 2) {
+        let mut c = format!("{:x}\r\n", chunk.len()).into_bytes();
+        c.extend_from_slice(&chunk);
+        c.extend_from_slice(b"\r\n");
+        if s.write_all(&c).await.is_err() {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n").await;
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw).await;
+    let r = parse_reply(&raw);
+    assert_eq!(r.status, 413);
+    assert_eq!(r.error_code(), "body_too_large");
+    assert!(fake.nothing_changed());
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_is_prompt_with_idle_connections_and_stops_accepting() {
+    let (server, _fake, bearer) = start(vec![]).await;
+    let at = server.local_addr();
+    // A keep-alive connection that made one request and stays open, idle.
+    let mut idle = TcpStream::connect(at).await.unwrap();
+    let req = format!("GET /v1/account HTTP/1.1\r\nHost: {at}\r\nAuthorization: {bearer}\r\n\r\n");
+    idle.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 1024];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let started = tokio::time::Instant::now();
+    server.shutdown().await.unwrap();
+    assert!(
+        started.elapsed() < SHUTDOWN_GRACE,
+        "{:?}",
+        started.elapsed()
+    );
+    // The idle connection was closed and the port no longer accepts.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        idle.read_to_end(&mut rest),
+    )
+    .await
+    .unwrap();
+    assert!(TcpStream::connect(at).await.is_err());
+}
+
+#[tokio::test]
 async fn random_bodies_never_crash_the_server() {
     use rand_core::RngCore;
     let seed = 4242;
