@@ -12,6 +12,11 @@
 //! [`Outgoing`] payloads into onion packets ([`Directory::wrap`]) and feeds deliveries back.
 //! The exact formats are in `docs/protocol/zentalk-client.md`.
 //!
+//! The [`driver`] is the long-running tokio side ([`start`] returns a [`DriverHandle`]): one
+//! task owns the engine and the encrypted store, holds the mailbox links, sends every packet
+//! through three relays, runs the timers and keeps the message history; nothing is
+//! acknowledged to a relay before the state that reflects it is saved.
+//!
 //! ```
 //! use rand_chacha::ChaCha20Rng;
 //! use rand_core::SeedableRng;

@@ -1135,11 +1135,14 @@ impl Driver {
 
     async fn stop(&mut self) -> Result<(), DriverError> {
         let saved = self.commit().await;
-        // Mailbox links: dropping the command sender makes each task close its link.
-        let links: Vec<LinkState> = self.links.drain().map(|(_, st)| st).collect();
-        for st in links {
-            drop(st.commands);
-            let _ = tokio::time::timeout(SHUTDOWN_LINK_GRACE, st.task).await;
+        // Mailbox links: dropping the command sender makes each task close its link; a task
+        // that has not ended by the deadline is cut.
+        let tasks: Vec<JoinHandle<()>> = self.links.drain().map(|(_, st)| st.task).collect();
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_LINK_GRACE;
+        for mut task in tasks {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+            }
         }
         // Senders: let queued packets go out (bounded), recording which were sent.
         self.senders.clear();
