@@ -1,28 +1,16 @@
-//! Replays the inputs `cargo +nightly fuzz run wire_frame` kept, with the same checks as the
-//! fuzz target: no panic, and the stream decoder gives the same frames whole and byte by byte.
+//! Replays the inputs `cargo +nightly fuzz run wire_frame` kept, with the fuzz target's own
+//! harness (tests/fuzz_harness/wire_frame.rs: no panic, the stream decoder gives the same
+//! frames whole and in random chunks) and byte by byte as well.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::Path;
 
-use bytes::BytesMut;
-use zentalk_wire::{Body, Frame, MessageType, WireError, decode, decode_eof};
+use zentalk_wire::{Frame, MessageType};
 
-fn feed<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> (Vec<Frame>, Result<(), WireError>) {
-    let mut buf = BytesMut::new();
-    let mut frames = Vec::new();
-    for chunk in chunks {
-        buf.extend_from_slice(chunk);
-        loop {
-            match decode(&mut buf) {
-                Ok(Some(frame)) => frames.push(frame),
-                Ok(None) => break,
-                Err(e) => return (frames, Err(e)),
-            }
-        }
-    }
-    let end = decode_eof(&mut buf).map(|rest| assert!(rest.is_none()));
-    (frames, end)
-}
+#[path = "fuzz_harness/wire_frame.rs"]
+mod harness;
+
+use harness::{feed, harness};
 
 #[test]
 fn wire_frame_corpus_replays() {
@@ -32,16 +20,9 @@ fn wire_frame_corpus_replays() {
     let mut errors = std::collections::BTreeSet::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let data = std::fs::read(entry.unwrap().path()).unwrap();
-        let stream = data.get(1..).unwrap_or_default();
-        let exact = Frame::decode_exact(stream);
-        let whole = feed([stream]);
-        for frame in &whole.0 {
-            let _ = Body::decode(frame);
-        }
-        if let Ok(frame) = &exact {
-            assert_eq!(whole.0.as_slice(), std::slice::from_ref(frame));
-        }
-        assert_eq!(feed(stream.chunks(1)), whole);
+        // The fuzz target's checks (random chunk splits), then byte by byte as well.
+        let (stream, whole) = harness(&data);
+        assert_eq!(feed(&mut stream.chunks(1)), whole);
         types.extend(whole.0.iter().map(Frame::message_type));
         if let Err(e) = &whole.1 {
             errors.insert(
