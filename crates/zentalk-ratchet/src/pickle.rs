@@ -58,24 +58,30 @@ pub(crate) fn seal<T: Serialize>(
     kind: u8,
     value: &T,
 ) -> Vec<u8> {
-    // Serializing plain structs of integers and byte arrays into a Vec cannot fail.
-    let plain = Zeroizing::new(postcard::to_allocvec(value).unwrap_or_default());
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill_bytes(&mut nonce);
-    let mut out = Vec::with_capacity(PICKLE_OVERHEAD + plain.len());
+    let mut out = Vec::with_capacity(PICKLE_OVERHEAD);
     out.push(PICKLE_VERSION);
     out.push(kind);
     out.extend_from_slice(&nonce);
+    // Serializing plain structs of integers and byte arrays into a Vec cannot fail, and
+    // AES-256-GCM refuses only bodies longer than 64 GiB. Neither failure can happen; if one
+    // did, the pickle ends after its nonce: never any plaintext, and `open` refuses it
+    // (`PickleError::TooShort`) instead of restoring a wrong state.
+    let Ok(plain) = postcard::to_allocvec(value).map(Zeroizing::new) else {
+        return out;
+    };
     let mut body = Vec::with_capacity(plain.len() + TAG_LEN);
     body.extend_from_slice(&plain);
-    // AES-256-GCM sealing with a valid key cannot fail; an empty body would fail to open.
-    let _ = AeadSuite::Aes256Gcm.seal_in_place(
+    match AeadSuite::Aes256Gcm.seal_in_place(
         &pickle_key(key),
         &nonce,
         &aad(PICKLE_VERSION, kind),
         &mut body,
-    );
-    out.extend_from_slice(&body);
+    ) {
+        Ok(()) => out.extend_from_slice(&body),
+        Err(_) => body.zeroize(),
+    }
     out
 }
 
