@@ -306,6 +306,9 @@ pub struct SyncReport {
     pub sent: usize,
     /// Packets that could not be handed over (the engine retries sequenced ones).
     pub send_failures: usize,
+    /// Owned mailboxes whose relay could not be reached or failed mid-way (the driver's
+    /// `sync_now` goes on with the others; `sync_once` stops at the first).
+    pub mailboxes_unreachable: usize,
 }
 
 /// One round of the simplest driver (fetch mode, no pushes): for every owned mailbox open

@@ -644,7 +644,7 @@ async fn fetch_mode_sync_now_and_card_republication() {
     let seed = 7005;
     println!("seed {seed}");
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let net = Net::start(5, &mut rng).await;
+    let mut net = Net::start(5, &mut rng).await;
     let tmp = tempfile::tempdir().unwrap();
     let n = net.nodes.clone();
     let alice = start_with(
@@ -704,6 +704,10 @@ async fn fetch_mode_sync_now_and_card_republication() {
             other => panic!("card not republished: {other:?}"),
         }
     }
+    // The relay of Bob's contact mailbox is gone: the sync still answers, counting it.
+    net.stop_relay(1).await;
+    let r = bob.sync_now().await.unwrap();
+    assert!(r.mailboxes_unreachable >= 1, "{r:?}");
     alice.shutdown().await.unwrap();
     bob.shutdown().await.unwrap();
     net.shutdown().await;

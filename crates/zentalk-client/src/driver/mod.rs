@@ -219,6 +219,12 @@ pub enum DriverError {
         /// What was asked.
         found: u32,
     },
+    /// A network step took longer than allowed.
+    #[error("timed out: {what}")]
+    Timeout {
+        /// What did not finish.
+        what: &'static str,
+    },
     /// An option is out of range.
     #[error("option {name}: {reason}")]
     Option {
@@ -631,7 +637,9 @@ impl DriverHandle {
     }
 
     /// Fetches every owned mailbox once (saving, then acknowledging what came), runs the
-    /// engine's timers and sends what is due over fresh links, waiting for each send.
+    /// engine's timers and sends what is due over fresh links, waiting for each send. A
+    /// mailbox whose relay cannot be reached is counted in
+    /// [`SyncReport::mailboxes_unreachable`] and the others are still fetched.
     pub async fn sync_now(&self) -> Result<SyncReport, DriverError> {
         self.ask(|reply| Command::SyncNow { reply }).await
     }

@@ -1018,59 +1018,13 @@ impl Driver {
     /// queued packet sent over a fresh link each, waiting for each.
     async fn sync_now(&mut self) -> Result<SyncReport, DriverError> {
         let mut report = SyncReport::default();
-        let limits = self.config.limits.clone();
-        let timeout = self.options.connect_timeout;
         for key in self.owned_keys() {
-            let id = key.id();
-            let Some(entry) = self.directory.get(&key.addr().relay).cloned() else {
-                continue;
-            };
-            let (mut link, mut incoming) = tokio::time::timeout(
-                timeout,
-                MailboxLink::open(&entry, &key, &limits, &mut self.rng),
-            )
-            .await
-            .map_err(|_| DriverError::Option {
-                name: "connect_timeout",
-                reason: "mailbox link did not open in time",
-            })??;
-            let mut last = 0u64;
-            loop {
-                let more = match incoming {
-                    Incoming::Batch { items, more } => {
-                        for item in items {
-                            last = last.max(item.seq);
-                            report.fetched += 1;
-                            if !self.feed(&id, &item.payload) {
-                                report.refused += 1;
-                            }
-                        }
-                        if more {
-                            link.fetch(last, &mut self.rng).await?;
-                        }
-                        more
-                    }
-                    // Fed, but acknowledged only through a page (a relay may skip pushes).
-                    Incoming::Push(item) => {
-                        self.feed(&id, &item.payload);
-                        true
-                    }
-                };
-                if !more {
-                    break;
-                }
-                incoming = tokio::time::timeout(timeout, link.next())
-                    .await
-                    .map_err(|_| DriverError::Option {
-                        name: "connect_timeout",
-                        reason: "mailbox page did not come in time",
-                    })??;
+            if self.sync_mailbox(&key, &mut report).await.is_err() {
+                report.mailboxes_unreachable += 1;
             }
+            // What was fed is saved even if the link failed half-way (not acknowledged:
+            // it comes again and the duplicate filter knows it).
             self.persist().await?;
-            if last > 0 {
-                link.ack(last, &mut self.rng).await?;
-            }
-            link.close().await;
         }
         let now = self.now();
         if self.client.handle_timeout(&mut self.rng, now).is_err() {
@@ -1090,6 +1044,69 @@ impl Driver {
         }
         self.commit().await?;
         Ok(report)
+    }
+
+    /// Fetches one mailbox over a fresh link: every page fed, saved, then acknowledged.
+    async fn sync_mailbox(
+        &mut self,
+        key: &MailboxKey,
+        report: &mut SyncReport,
+    ) -> Result<(), DriverError> {
+        let limits = self.config.limits.clone();
+        let timeout = self.options.connect_timeout;
+        let id = key.id();
+        let entry = self
+            .directory
+            .get(&key.addr().relay)
+            .cloned()
+            .ok_or(DriverError::Client(crate::ClientError::UnknownRelay {
+                epoch: 0,
+            }))?;
+        let (mut link, mut incoming) = tokio::time::timeout(
+            timeout,
+            MailboxLink::open(&entry, key, &limits, &mut self.rng),
+        )
+        .await
+        .map_err(|_| DriverError::Timeout {
+            what: "opening a mailbox link",
+        })??;
+        let mut last = 0u64;
+        loop {
+            let more = match incoming {
+                Incoming::Batch { items, more } => {
+                    for item in items {
+                        last = last.max(item.seq);
+                        report.fetched += 1;
+                        if !self.feed(&id, &item.payload) {
+                            report.refused += 1;
+                        }
+                    }
+                    if more {
+                        link.fetch(last, &mut self.rng).await?;
+                    }
+                    more
+                }
+                // Fed, but acknowledged only through a page (a relay may skip pushes).
+                Incoming::Push(item) => {
+                    self.feed(&id, &item.payload);
+                    true
+                }
+            };
+            if !more {
+                break;
+            }
+            incoming = tokio::time::timeout(timeout, link.next())
+                .await
+                .map_err(|_| DriverError::Timeout {
+                    what: "a mailbox page",
+                })??;
+        }
+        self.persist().await?;
+        if last > 0 {
+            link.ack(last, &mut self.rng).await?;
+        }
+        link.close().await;
+        Ok(())
     }
 
     /// Sends one payload over a fresh link, trying up to `send_attempts` routes.
