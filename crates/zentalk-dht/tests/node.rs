@@ -47,6 +47,32 @@ fn answer(from: &IdentityKeyPair, req: &RequestMsg, body: Response) -> Vec<u8> {
     .unwrap()
 }
 
+/// Bootstraps `a` from `seed` at `addr(3000)`: answers its ping and returns the self-lookup
+/// request it sends next. Afterwards `seed` is in `a`'s routing table.
+fn bootstrap_via(a: &mut Node, seed: &IdentityKeyPair) -> RequestMsg {
+    a.bootstrap(NOW, &[addr(3000)]).unwrap();
+    let (_, ping) = sent_request(a);
+    a.handle_datagram(
+        NOW,
+        addr(3000),
+        &answer(seed, &ping, Response::Pong { observed: addr(1) }),
+    )
+    .unwrap();
+    sent_request(a).1
+}
+
+/// A relay descriptor record signed by `relay`.
+fn descriptor(relay: &IdentityKeyPair, seq: u64, expires_at_ms: u64) -> zentalk_dht::Record {
+    RelayDescriptor {
+        addrs: vec![addr(1)],
+        noise_static_key: [1; 32],
+        onion_keys: vec![(1, [2; 32])],
+        capabilities: Capabilities::STORAGE,
+    }
+    .sign(relay, seq, expires_at_ms)
+    .unwrap()
+}
+
 #[test]
 fn inbound_requester_enters_table_only_after_proving_its_id() {
     let (_, mut a) = node(1);
@@ -199,15 +225,7 @@ fn bootstrap_learns_seed_id_and_wrong_kind_is_refused() {
 fn timeouts_retry_once_then_fail_and_evict() {
     let (_, mut a) = node(6);
     let seed = IdentityKeyPair::from_seed(&[7; 32]);
-    a.bootstrap(NOW, &[addr(3000)]).unwrap();
-    let (_, ping) = sent_request(&mut a);
-    a.handle_datagram(
-        NOW,
-        addr(3000),
-        &answer(&seed, &ping, Response::Pong { observed: addr(1) }),
-    )
-    .unwrap();
-    let (_, find) = sent_request(&mut a);
+    let find = bootstrap_via(&mut a, &seed);
     let deadline = a.poll_timeout().unwrap();
     assert_eq!(deadline, NOW + 1000);
     a.handle_timeout(deadline);
@@ -229,16 +247,7 @@ fn store_answers_carry_status() {
     let (_, mut a) = node(8);
     let relay = IdentityKeyPair::from_seed(&[10; 32]);
     let mut rng = ChaCha20Rng::seed_from_u64(11);
-    let rec = |seq| {
-        RelayDescriptor {
-            addrs: vec![addr(1)],
-            noise_static_key: [1; 32],
-            onion_keys: vec![(1, [2; 32])],
-            capabilities: Capabilities::STORAGE,
-        }
-        .sign(&relay, seq, NOW + 10_000)
-        .unwrap()
-    };
+    let rec = |seq| descriptor(&relay, seq, NOW + 10_000);
     let store = |a: &mut Node, record, rng: &mut ChaCha20Rng| {
         let req = RequestMsg {
             id: 1,
@@ -293,14 +302,7 @@ fn find_value_answers_from_the_nodes_own_store_without_the_network() {
     let relay = IdentityKeyPair::from_seed(&[21; 32]);
     let mut rng = ChaCha20Rng::seed_from_u64(21);
     let expires = NOW + 10_000;
-    let record = RelayDescriptor {
-        addrs: vec![addr(1)],
-        noise_static_key: [1; 32],
-        onion_keys: vec![(1, [2; 32])],
-        capabilities: Capabilities::STORAGE,
-    }
-    .sign(&relay, 4, expires)
-    .unwrap();
+    let record = descriptor(&relay, 4, expires);
     let key = record.key;
     for quorum in [1, 3] {
         let cfg = Config {
@@ -341,31 +343,16 @@ fn find_value_answers_from_the_nodes_own_store_without_the_network() {
 fn find_value_with_a_local_record_still_asks_peers_when_the_quorum_needs_them() {
     let relay = IdentityKeyPair::from_seed(&[23; 32]);
     let mut rng = ChaCha20Rng::seed_from_u64(23);
-    let record = RelayDescriptor {
-        addrs: vec![addr(1)],
-        noise_static_key: [1; 32],
-        onion_keys: vec![(1, [2; 32])],
-        capabilities: Capabilities::STORAGE,
-    }
-    .sign(&relay, 1, NOW + 10_000)
-    .unwrap();
+    let record = descriptor(&relay, 1, NOW + 10_000);
     let key = record.key;
     let cfg = Config {
         value_quorum: 2,
         ..Config::default()
     };
     let mut a = Node::new(IdentityKeyPair::from_seed(&[22; 32]), cfg, [22; 32]).unwrap();
-    // One peer in the table (a bootstrap seed that answers the ping; its lookup then times out).
+    // One peer in the table: a bootstrap seed that answers the ping and the self-lookup.
     let seed = IdentityKeyPair::from_seed(&[24; 32]);
-    a.bootstrap(NOW, &[addr(3000)]).unwrap();
-    let (_, ping) = sent_request(&mut a);
-    a.handle_datagram(
-        NOW,
-        addr(3000),
-        &answer(&seed, &ping, Response::Pong { observed: addr(1) }),
-    )
-    .unwrap();
-    let (_, find) = sent_request(&mut a);
+    let find = bootstrap_via(&mut a, &seed);
     a.handle_datagram(
         NOW,
         addr(3000),

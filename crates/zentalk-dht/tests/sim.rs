@@ -246,39 +246,17 @@ fn wire_mode_with_signatures_and_prekeys() {
     let user = IdentityKeyPair::generate(sim.rng());
     let period = prekey_period(sim.now());
     let mut rng = rand_chacha::ChaCha20Rng::from_seed_u64(seed);
-    let rec = sign_prekey_bundle(
-        &user,
-        b"bundle-v1",
-        period,
-        1,
-        sim.now() + 3_600_000,
-        &mut rng,
-    )
-    .unwrap();
+    let expires = sim.now() + 3_600_000;
+    let mut bundle =
+        |body: &[u8], seq| sign_prekey_bundle(&user, body, period, seq, expires, &mut rng).unwrap();
+    let rec = bundle(b"bundle-v1", 1);
     assert!(sim.publish(5, rec).unwrap() >= 15, "seed {seed}");
     let loc = PrekeyLocator::new(&user.public_key(), period).unwrap();
     let found = sim.find_value(40, loc.key()).unwrap().expect("found");
     assert_eq!(loc.open(&found, sim.now()).unwrap(), b"bundle-v1");
     // A newer version replaces it; replaying the old one is refused everywhere.
-    let rec2 = sign_prekey_bundle(
-        &user,
-        b"bundle-v2",
-        period,
-        2,
-        sim.now() + 3_600_000,
-        &mut rng,
-    )
-    .unwrap();
-    assert!(sim.publish(7, rec2).unwrap() >= 15);
-    let old = sign_prekey_bundle(
-        &user,
-        b"bundle-v1",
-        period,
-        1,
-        sim.now() + 3_600_000,
-        &mut rng,
-    )
-    .unwrap();
+    assert!(sim.publish(7, bundle(b"bundle-v2", 2)).unwrap() >= 15);
+    let old = bundle(b"bundle-v1", 1);
     // The old version counts as "stored" nowhere: every holder reports a newer sequence.
     let _ = sim.publish(9, old).unwrap();
     let found = sim.find_value(50, loc.key()).unwrap().expect("found");

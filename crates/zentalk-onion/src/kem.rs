@@ -7,7 +7,7 @@
 //! layout (computed from `CIPHERTEXT_LEN`) and the version byte change.
 
 use zentalk_crypto::{
-    CryptoRngCore, NodeId, SecretBytes, SharedSecret, X25519PublicKey, X25519Secret,
+    CryptoError, CryptoRngCore, NodeId, SecretBytes, SharedSecret, X25519PublicKey, X25519Secret,
     hash::blake2b_256_parts,
 };
 
@@ -93,16 +93,27 @@ fn ephemeral<R: CryptoRngCore + ?Sized>(rng: &mut R) -> X25519Secret {
     X25519Secret::from_bytes(seed.expose())
 }
 
-/// Writes the ephemeral public key into the caller's ciphertext buffer.
-fn write_ciphertext(ciphertext: &mut [u8], ct: &[u8; 32]) -> Result<(), OnionError> {
+/// One encapsulation to `public`: draws the ephemeral secret, agrees with `dh` (the plain or
+/// the prepared form of the same X25519 function), writes the ephemeral public key into the
+/// caller's ciphertext buffer and binds the shared secret.
+fn encapsulate_with<R: CryptoRngCore + ?Sized>(
+    rng: &mut R,
+    public: &X25519PublicKey,
+    node: &NodeId,
+    ciphertext: &mut [u8],
+    dh: impl FnOnce(&X25519Secret) -> Result<SharedSecret, CryptoError>,
+) -> Result<SecretBytes<32>, OnionError> {
+    let ephemeral = ephemeral(rng);
+    let dh = dh(&ephemeral).map_err(|_| OnionError::InvalidRelayKey { node: *node })?;
+    let ct = ephemeral.public_key().to_bytes();
     let found = ciphertext.len();
     let out = ciphertext.get_mut(..32).ok_or(OnionError::InvalidLength {
         what: "KEM ciphertext buffer",
         expected: 32,
         found,
     })?;
-    out.copy_from_slice(ct);
-    Ok(())
+    out.copy_from_slice(&ct);
+    Ok(bind(&dh, &ct, public.as_bytes()))
 }
 
 impl HopKem for X25519Kem {
@@ -117,13 +128,9 @@ impl HopKem for X25519Kem {
         node: &NodeId,
         ciphertext: &mut [u8],
     ) -> Result<SecretBytes<32>, OnionError> {
-        let ephemeral = ephemeral(rng);
-        let dh = ephemeral
-            .diffie_hellman_edwards(public)
-            .map_err(|_| OnionError::InvalidRelayKey { node: *node })?;
-        let ct = ephemeral.public_key().to_bytes();
-        write_ciphertext(ciphertext, &ct)?;
-        Ok(bind(&dh, &ct, public.as_bytes()))
+        encapsulate_with(rng, public, node, ciphertext, |e| {
+            e.diffie_hellman_edwards(public)
+        })
     }
 
     fn decapsulate(
@@ -156,13 +163,10 @@ impl HopKem for X25519Kem {
         node: &NodeId,
         ciphertext: &mut [u8],
     ) -> Result<SecretBytes<32>, OnionError> {
-        let ephemeral = ephemeral(rng);
-        let dh = prepared
-            .diffie_hellman(&ephemeral)
-            .map_err(|_| OnionError::InvalidRelayKey { node: *node })?;
-        let ct = ephemeral.public_key().to_bytes();
-        write_ciphertext(ciphertext, &ct)?;
-        Ok(bind(&dh, &ct, prepared.public_key().as_bytes()))
+        let public = prepared.public_key();
+        encapsulate_with(rng, &public, node, ciphertext, |e| {
+            prepared.diffie_hellman(e)
+        })
     }
 }
 
