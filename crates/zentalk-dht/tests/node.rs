@@ -248,27 +248,7 @@ fn store_answers_carry_status() {
     let relay = IdentityKeyPair::from_seed(&[10; 32]);
     let mut rng = ChaCha20Rng::seed_from_u64(11);
     let rec = |seq| descriptor(&relay, seq, NOW + 10_000);
-    let store = |a: &mut Node, record, rng: &mut ChaCha20Rng| {
-        let req = RequestMsg {
-            id: 1,
-            sender: None,
-            body: Request::Store { record },
-        };
-        a.handle_datagram(NOW, addr(4000), &encode_request(&req, rng).unwrap())
-            .unwrap();
-        let t = a.poll_transmit().unwrap();
-        let Decoded::Response(u) = decode_datagram(&t.payload).unwrap() else {
-            panic!()
-        };
-        u.verify(&request_digest(&req)).unwrap();
-        match u.msg.body {
-            Response::StoreAck {
-                status,
-                stored_sequence,
-            } => (status, stored_sequence),
-            other => panic!("{other:?}"),
-        }
-    };
+    let store = store_via_datagram;
     assert_eq!(store(&mut a, rec(2), &mut rng), (StoreStatus::Stored, 2));
     assert_eq!(store(&mut a, rec(1), &mut rng), (StoreStatus::Stale, 2));
     let mut forged = rec(3);
@@ -284,8 +264,13 @@ fn store_answers_carry_status() {
     assert!(limited);
 }
 
-/// Stores `record` in `a` through a STORE datagram, as a peer would, and drains the ack.
-fn store_via_datagram(a: &mut Node, record: zentalk_dht::Record, rng: &mut ChaCha20Rng) {
+/// Stores `record` in `a` through a STORE datagram, as a peer would; returns the verified
+/// ack's status and stored sequence.
+fn store_via_datagram(
+    a: &mut Node,
+    record: zentalk_dht::Record,
+    rng: &mut ChaCha20Rng,
+) -> (StoreStatus, u64) {
     let req = RequestMsg {
         id: 1,
         sender: None,
@@ -293,8 +278,19 @@ fn store_via_datagram(a: &mut Node, record: zentalk_dht::Record, rng: &mut ChaCh
     };
     a.handle_datagram(NOW, addr(4000), &encode_request(&req, rng).unwrap())
         .unwrap();
-    assert!(a.poll_transmit().is_some(), "a store ack");
+    let t = a.poll_transmit().unwrap();
     assert!(a.poll_transmit().is_none());
+    let Decoded::Response(u) = decode_datagram(&t.payload).unwrap() else {
+        panic!("expected a response")
+    };
+    u.verify(&request_digest(&req)).unwrap();
+    match u.msg.body {
+        Response::StoreAck {
+            status,
+            stored_sequence,
+        } => (status, stored_sequence),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -311,7 +307,10 @@ fn find_value_answers_from_the_nodes_own_store_without_the_network() {
         };
         // An empty routing table: before, this was `NoPeers` although the node holds the value.
         let mut a = Node::new(IdentityKeyPair::from_seed(&[20; 32]), cfg, [20; 32]).unwrap();
-        store_via_datagram(&mut a, record.clone(), &mut rng);
+        assert_eq!(
+            store_via_datagram(&mut a, record.clone(), &mut rng).0,
+            StoreStatus::Stored
+        );
         let q = a.find_value(NOW + 1, key).unwrap();
         assert!(a.poll_transmit().is_none(), "quorum {quorum}: nothing sent");
         match a.poll_event() {
@@ -361,7 +360,10 @@ fn find_value_with_a_local_record_still_asks_peers_when_the_quorum_needs_them() 
     .unwrap();
     while a.poll_event().is_some() {}
     while a.poll_transmit().is_some() {}
-    store_via_datagram(&mut a, record.clone(), &mut rng);
+    assert_eq!(
+        store_via_datagram(&mut a, record.clone(), &mut rng).0,
+        StoreStatus::Stored
+    );
     // Quorum 2: the local record is one answer; the peer is asked for the second.
     let q = a.find_value(NOW, key).unwrap();
     let (to, req) = sent_request(&mut a);
