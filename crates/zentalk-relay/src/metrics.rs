@@ -237,6 +237,10 @@ impl Metrics {
         self.peer_links_lost.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Pushes skipped because an owner's push queue was full (the items stay stored).
+    pub fn pushes_skipped(&self) -> u64 {
+        self.pushes_skipped.load(Ordering::Relaxed)
+    }
     /// Pooled relay-to-relay links opened (first use, and every re-dial).
     pub fn peer_links_opened(&self) -> u64 {
         self.peer_links_opened.load(Ordering::Relaxed)
@@ -409,7 +413,7 @@ impl Metrics {
             "zentalk_relay_mailbox_pushes_skipped_total",
             "counter",
             "Pushes skipped because the owner's push queue was full (items stay stored).",
-            self.pushes_skipped.load(Ordering::Relaxed),
+            self.pushes_skipped(),
         );
         simple(
             "zentalk_relay_mailbox_auth_ok_total",
