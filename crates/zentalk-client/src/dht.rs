@@ -65,22 +65,29 @@ pub async fn fetch_card(
 }
 
 /// Builds a directory from the signed descriptors of `relays` found in the DHT; relays whose
-/// descriptor is missing or invalid are left out.
+/// descriptor is missing or invalid are left out. The lookups run concurrently.
 pub async fn directory_from_dht(dht: &DhtHandle, relays: &[NodeId], now_ms: u64) -> Directory {
-    let mut dir = Directory::default();
-    for node in relays {
-        let Ok(Some(record)) = dht.find_value(*node).await else {
+    let mut lookups = tokio::task::JoinSet::new();
+    for (i, node) in relays.iter().copied().enumerate() {
+        let dht = dht.clone();
+        lookups.spawn(async move { (i, node, dht.find_value(node).await) });
+    }
+    let mut found = Vec::new();
+    while let Some(joined) = lookups.join_next().await {
+        let Ok((i, node, Ok(Some(record)))) = joined else {
             continue;
         };
         let Ok((identity, descriptor)) = RelayDescriptor::from_record(&record, now_ms) else {
             continue;
         };
-        if NodeId::of(&identity) != *node {
+        if NodeId::of(&identity) != node {
             continue;
         }
         if let Some(entry) = RelayEntry::from_descriptor(&identity, &descriptor) {
-            dir.insert(entry);
+            found.push((i, entry));
         }
     }
-    dir
+    // The order of `relays`, whatever order the answers came in.
+    found.sort_by_key(|(i, _)| *i);
+    Directory::new(found.into_iter().map(|(_, e)| e).collect())
 }

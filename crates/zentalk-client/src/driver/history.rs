@@ -393,3 +393,122 @@ impl History {
         store.mark_read(&id, None).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zentalk_storage::client::KdfParams;
+
+    fn text(id: u8, peer: Address, outgoing: bool, at_ms: u64) -> NewText {
+        NewText {
+            id: [id; 16],
+            peer,
+            sender: if outgoing {
+                Address::from_bytes([0xee; 32])
+            } else {
+                peer
+            },
+            outgoing,
+            seq: u64::from(id),
+            text: format!("text {id}"),
+            at_ms,
+            status: if outgoing {
+                MessageStatus::Sending
+            } else {
+                MessageStatus::Delivered
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn statuses_only_move_forward_and_pages_carry_seq_and_peer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ClientStore::create(dir.path().join("h.db"), b"pw", KdfParams::TEST)
+            .await
+            .unwrap();
+        let mut h = History::load(&store).await.unwrap();
+        let peer = Address::from_bytes([7; 32]);
+        let other = Address::from_bytes([8; 32]);
+        assert_ne!(conversation_id(&peer), conversation_id(&other));
+        assert_eq!(conversation_id(&peer), conversation_id(&peer));
+        h.insert(
+            &store,
+            &[
+                text(1, peer, true, 10),
+                text(2, peer, false, 20),
+                text(3, peer, true, 30),
+            ],
+        )
+        .await
+        .unwrap();
+        // A redelivered id changes nothing.
+        h.insert(&store, &[text(2, peer, false, 40)]).await.unwrap();
+
+        // Forward only: sent, then read; a late "sent" or "delivered" does not undo read.
+        let id = [1u8; 16];
+        assert_eq!(
+            h.advance(&store, &id, MessageStatus::Sent).await.unwrap(),
+            Some(peer)
+        );
+        assert_eq!(
+            h.advance(&store, &id, MessageStatus::Read).await.unwrap(),
+            Some(peer)
+        );
+        for late in [
+            MessageStatus::Sent,
+            MessageStatus::Delivered,
+            MessageStatus::Failed,
+        ] {
+            assert_eq!(h.advance(&store, &id, late).await.unwrap(), None);
+        }
+        // Failed only from sending; a later receipt still counts.
+        let id3 = [3u8; 16];
+        assert_eq!(
+            h.advance(&store, &id3, MessageStatus::Failed)
+                .await
+                .unwrap(),
+            Some(peer)
+        );
+        assert_eq!(
+            h.advance(&store, &id3, MessageStatus::Delivered)
+                .await
+                .unwrap(),
+            Some(peer)
+        );
+        // Unknown ids (handovers, resets) are not in the history.
+        assert_eq!(
+            h.advance(&store, &[9; 16], MessageStatus::Sent)
+                .await
+                .unwrap(),
+            None
+        );
+
+        let page = h.page(&store, &peer, None, 10).await.unwrap();
+        let got: Vec<(u64, bool, MessageStatus)> =
+            page.iter().map(|m| (m.seq, m.outgoing, m.status)).collect();
+        assert_eq!(
+            got,
+            [
+                (3, true, MessageStatus::Delivered),
+                (2, false, MessageStatus::Delivered),
+                (1, true, MessageStatus::Read),
+            ]
+        );
+        assert!(page.iter().all(|m| m.peer == peer));
+        assert_eq!(h.unread(&store, &peer).await.unwrap(), 1);
+        assert_eq!(h.unread_ids(&store, &peer, 5).await.unwrap(), [[2u8; 16]]);
+        assert_eq!(h.mark_read(&store, &peer).await.unwrap(), 1);
+        assert_eq!(h.unread(&store, &peer).await.unwrap(), 0);
+        // A conversation that does not exist is empty, not an error.
+        assert!(h.page(&store, &other, None, 10).await.unwrap().is_empty());
+        assert_eq!(h.mark_read(&store, &other).await.unwrap(), 0);
+        // The conversations survive a reload with their peers.
+        let h2 = History::load(&store).await.unwrap();
+        let convs = h2.conversations(&store).await.unwrap();
+        assert_eq!(convs.len(), 1);
+        assert_eq!(convs[0].peer, peer);
+        assert_eq!(convs[0].last_ms, Some(30));
+        assert_eq!(convs[0].last_text.as_deref(), Some("text 3"));
+        store.close().await;
+    }
+}
