@@ -14,7 +14,8 @@ fuzz_target!(|data: &[u8]| {
     let Some((head, body)) = data.split_at_checked(20) else {
         return;
     };
-    let ty = MessageType::ALL[usize::from(u16::from_be_bytes([head[0], head[1]])) % MessageType::ALL.len()];
+    let ty = MessageType::ALL
+        [usize::from(u16::from_be_bytes([head[0], head[1]])) % MessageType::ALL.len()];
     let flags = Flags::from_bits(head[2]);
     let split = usize::from(head[3]);
     let id = MessageId::from_slice(&head[4..20]).expect("16 bytes");
