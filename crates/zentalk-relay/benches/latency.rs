@@ -234,7 +234,7 @@ fn main() {
                     );
                 }
             }
-            if ack_every > 0 && got % ack_every == 0 {
+            if ack_every > 0 && got.is_multiple_of(ack_every) {
                 let ack = proto::MailboxAck {
                     mailbox_id: zentalk_wire::bytes::Bytes::copy_from_slice(&mailbox_id),
                     up_to_seq: item.seq,

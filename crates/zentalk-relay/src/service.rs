@@ -741,39 +741,15 @@ impl Shared {
         Ok(batch)
     }
 
-    /// Deletes every item of `mailbox` with seq <= `up_to_seq`; returns how many.
+    /// Deletes every item of `mailbox` with seq <= `up_to_seq` (one `DELETE` in the store,
+    /// [`MailboxBackend::ack_up_to`]); returns how many.
     pub(crate) async fn ack_up_to(
         &self,
         mailbox: &StoreMailboxId,
         up_to_seq: u64,
     ) -> Result<u64, MailboxError> {
-        let mut deleted = 0u64;
-        loop {
-            let page = self
-                .store
-                .fetch(
-                    mailbox,
-                    Cursor::START,
-                    zentalk_storage::mailbox::MAX_ACK,
-                    clock::unix_ms(),
-                )
-                .await?;
-            let ids: Vec<StoreMessageId> = page
-                .envelopes
-                .iter()
-                .filter(|e| e.seq <= up_to_seq)
-                .map(|e| e.message_id)
-                .collect();
-            if ids.is_empty() {
-                break;
-            }
-            let n = self.store.ack(mailbox, &ids).await?;
-            deleted += n;
-            self.metrics.mailbox_acked(n);
-            if n == 0 {
-                break;
-            }
-        }
+        let deleted = self.store.ack_up_to(mailbox, Cursor(up_to_seq)).await?;
+        self.metrics.mailbox_acked(deleted);
         Ok(deleted)
     }
 }
