@@ -244,9 +244,10 @@ impl Drop for TestRelay {
 pub struct Testnet {
     relays: Vec<TestRelay>,
     bootstrap: DhtHandle,
-    /// A node that lives as long as the network: in-process relays look next hops up through
-    /// it, and the harness waits for descriptors with it. (A DHT node that stops stays in
-    /// others' routing tables for a while, and every lookup then waits for it to time out.)
+    /// A server node that lives as long as the network: in-process relays look next hops up
+    /// through it (so the harness can warm their caches), and the harness waits for
+    /// descriptors with it. (A server node that stops stays in others' routing tables for a
+    /// while, and lookups then wait for it to time out: clients use client-mode nodes.)
     lookup: DhtHandle,
     // Dropped last: the relays' files live here.
     _tmp: tempfile::TempDir,
@@ -296,9 +297,7 @@ impl Testnet {
             .tempdir()
             .map_err(io("temporary directory"))?;
         let bootstrap = dht_node(None, true).await?;
-        // In-process relays look their next hops up through this node. Not the bootstrap
-        // itself: a DHT node's own lookup asks other nodes only, and the first relay's
-        // descriptor is at first stored on the bootstrap alone.
+        // In-process relays look their next hops up through this node.
         let lookup = dht_node(Some(bootstrap.local_addr()), true).await?;
         let mut relays = Vec::with_capacity(config.relays);
         for i in 0..config.relays {

@@ -206,7 +206,12 @@ impl User {
 
     /// Starts `zentalk chat PEER` with piped stdin and stdout.
     fn chat(&self, peer: &User) -> Chat {
-        let mut cmd = self.command(&["chat", &peer.identity]);
+        self.spawn(&["chat", &peer.identity])
+    }
+
+    /// Starts a long-running command with piped stdin and stdout.
+    fn spawn(&self, args: &[&str]) -> Chat {
+        let mut cmd = self.command(args);
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -240,7 +245,7 @@ fn log_tail(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// A running `zentalk chat`.
+/// A running `zentalk chat` (or `serve`).
 struct Chat {
     name: &'static str,
     log: PathBuf,
@@ -257,7 +262,7 @@ impl Chat {
         loop {
             match tokio::time::timeout_at(deadline, self.lines.recv()).await {
                 Ok(Some(line)) => {
-                    println!("{} chat| {line}", self.name);
+                    println!("{} | {line}", self.name);
                     self.seen.push(line.clone());
                     if want(&line) {
                         return line;
@@ -286,16 +291,26 @@ impl Chat {
         stdin.flush().unwrap();
     }
 
-    /// Types `/quit` and waits for a clean exit; returns the rest of the output.
+    /// Types `/quit` and waits for a clean exit, reading the rest of the output.
     async fn quit(&mut self) {
         self.type_line("/quit");
+        self.wait_clean_exit().await;
+    }
+
+    /// Sends SIGTERM and waits for a clean exit, reading the rest of the output.
+    async fn terminate(&mut self) {
+        zentalk_cli::testnet::terminate(self.child.as_ref().unwrap());
+        self.wait_clean_exit().await;
+    }
+
+    async fn wait_clean_exit(&mut self) {
         let mut child = self.child.take().unwrap();
         let status = tokio::task::spawn_blocking(move || child.wait())
             .await
             .unwrap()
             .unwrap();
         while let Some(line) = self.lines.recv().await {
-            println!("{} chat| {line}", self.name);
+            println!("{} | {line}", self.name);
             self.seen.push(line);
         }
         assert!(
@@ -560,6 +575,17 @@ impl RawNoise {
         Self { stream, transport }
     }
 
+    /// Reads and decrypts one transport message (proves the handshake succeeded).
+    async fn recv_plain(&mut self) -> Vec<u8> {
+        let msg = tokio::time::timeout(Duration::from_secs(10), Self::read_msg(&mut self.stream))
+            .await
+            .expect("a transport message within 10 s");
+        let mut buf = vec![0u8; msg.len()];
+        let n = self.transport.read_message(&msg, &mut buf).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
     async fn send(&mut self, plain: &[u8]) {
         let mut buf = vec![0u8; plain.len() + 16];
         let n = self.transport.write_message(plain, &mut buf).unwrap();
@@ -802,6 +828,10 @@ async fn hostile_links_lose_only_their_own_link() {
     //    claims (and whose body carries) more than the per-type limit. The Frame API refuses
     //    to build one, so it is written by hand inside a raw Noise session.
     let mut raw_link = RawNoise::connect(&target, &mut rng).await;
+    // The relay's opening frame (its mailbox challenge) decrypts: the session is genuine, so
+    // what closes it below is the frame, not a failed handshake.
+    let opening = raw_link.recv_plain().await;
+    assert_eq!(&opening[..4], &zentalk_wire::MAGIC[..]);
     let oversized = zentalk_wire::MAX_ONION_PACKET_LEN + 1000;
     let mut plain = zentalk_wire::bytes::BytesMut::new();
     Frame::onion_packet(
@@ -844,5 +874,62 @@ async fn hostile_links_lose_only_their_own_link() {
     let mut texts = vec![before];
     texts.extend(after);
     scan_logs(&net, &[&alice, &bob], &texts);
+    net.stop().await;
+}
+
+/// One HTTP/1.1 request over a fresh connection; returns the whole response.
+async fn http(addr: &str, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_the_local_api_until_sigterm() {
+    let (net, _dir) = start_net(3).await;
+    let nodes = net.node_ids();
+    let alice = User::init("alice", &net, nodes[0]).await;
+    let mut serve = alice.spawn(&["serve", "--listen", "127.0.0.1:0"]);
+    let api = serve
+        .expect("the API address", |l| l.starts_with("local API"))
+        .await;
+    let addr = api.rsplit("http://").next().unwrap().to_owned();
+    let token_line = serve
+        .expect("the token file", |l| l.starts_with("token file"))
+        .await;
+    let token_path = PathBuf::from(token_line.trim_start_matches("token file").trim());
+    let token = std::fs::read_to_string(&token_path)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let ok = http(
+        &addr,
+        &format!(
+            "GET /v1/account HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+             Connection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(ok.contains(&alice.address), "{ok}");
+    let refused = http(
+        &addr,
+        &format!("GET /v1/account HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    serve.terminate().await;
+    assert!(
+        serve.seen.iter().any(|l| l == "shutting down"),
+        "{:?}",
+        serve.seen
+    );
+    // The token never reaches a log either.
+    scan_logs(&net, &[&alice], &[token]);
     net.stop().await;
 }
