@@ -587,6 +587,10 @@ impl DriverHandle {
     /// Sends a text to a contact. Returns once the message is in the history as `sending`,
     /// the engine state is saved and its packet was handed to the sender pool (the engine
     /// retries it until the peer's delivery receipt arrives).
+    ///
+    /// [`DriverError::Store`] after the engine accepted the text means the save failed: the
+    /// text is kept and goes out (and into the history) as soon as a save succeeds
+    /// ([`DriverEvent::StoreFailed`] reports further failures); nothing leaves unsaved.
     pub async fn send_text(&self, to: Address, text: String) -> Result<MessageId, DriverError> {
         self.ask(|reply| Command::SendText { to, text, reply })
             .await

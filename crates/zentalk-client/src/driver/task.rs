@@ -326,23 +326,32 @@ impl Driver {
             self.history.insert(store, &self.new_texts).await?;
             self.new_texts.clear();
         }
-        for (id, status) in std::mem::take(&mut self.statuses) {
-            if let Some(peer) = self.history.advance(store, &id, status).await?
-                && status == MessageStatus::Sent
-            {
-                self.pending_events.push(DriverEvent::Sent { to: peer, id });
+        // Each list is cleared only once written, so a failed save loses nothing.
+        for i in 0..self.statuses.len() {
+            let Some(&(id, status)) = self.statuses.get(i) else {
+                break;
+            };
+            match self.history.advance(store, &id, status).await {
+                Ok(Some(peer)) if status == MessageStatus::Sent => {
+                    self.pending_events.push(DriverEvent::Sent { to: peer, id });
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.statuses.drain(..i);
+                    return Err(e.into());
+                }
             }
         }
-        for address in std::mem::take(&mut self.new_contacts) {
-            let Some(info) = self
+        self.statuses.clear();
+        while let Some(&address) = self.new_contacts.first() {
+            let info = self
                 .client
                 .contacts()
                 .into_iter()
-                .find(|c| c.address == address)
-            else {
-                continue;
-            };
-            if store.contact(&address).await?.is_none() {
+                .find(|c| c.address == address);
+            if let Some(info) = info
+                && store.contact(&address).await?.is_none()
+            {
                 store
                     .upsert_contact(&zentalk_storage::client::Contact {
                         address,
@@ -357,6 +366,7 @@ impl Driver {
                     })
                     .await?;
             }
+            self.new_contacts.remove(0);
         }
         if self.dirty {
             self.client.save(store, &mut self.rng, now_i).await?;
