@@ -69,7 +69,7 @@ pub enum MessageStatus {
 }
 
 impl MessageStatus {
-    fn code(self) -> i64 {
+    pub(super) fn code(self) -> i64 {
         match self {
             Self::Sending => 0,
             Self::Sent => 1,
@@ -79,7 +79,7 @@ impl MessageStatus {
         }
     }
 
-    fn from_code(c: i64) -> Result<Self, StoreError> {
+    pub(super) fn from_code(c: i64) -> Result<Self, StoreError> {
         Ok(match c {
             0 => Self::Sending,
             1 => Self::Sent,
@@ -198,16 +198,16 @@ const MSG_COLUMNS: &str = "id, conversation_id, timestamp, status, is_outgoing, 
 
 /// The decrypted `body_enc` column: everything sensitive about a message in one AEAD.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Body {
-    id: MessageId,
-    sender: Address,
-    reply_to: Option<MessageId>,
-    media: Option<MediaId>,
-    content: Vec<u8>,
+pub(super) struct Body {
+    pub(super) id: MessageId,
+    pub(super) sender: Address,
+    pub(super) reply_to: Option<MessageId>,
+    pub(super) media: Option<MediaId>,
+    pub(super) content: Vec<u8>,
 }
 
 /// id (16) || sender (32) || flags (1) || [reply-to id (16)] || [media id (16)] || content.
-fn encode_body(
+pub(super) fn encode_body(
     id: &MessageId,
     sender: &Address,
     reply_to: Option<&MessageId>,
@@ -238,7 +238,7 @@ fn malformed(column: &'static str, reason: &'static str) -> StoreError {
     }
 }
 
-fn decode_body(mut b: Vec<u8>) -> Result<Body, StoreError> {
+pub(super) fn decode_body(mut b: Vec<u8>) -> Result<Body, StoreError> {
     let bad = |reason| malformed("body_enc", reason);
     if b.len() < BODY_FIXED_LEN {
         return Err(bad("body shorter than its fixed part"));

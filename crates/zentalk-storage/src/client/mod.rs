@@ -9,6 +9,8 @@
 //! cannot lose data half-way.
 
 mod crypt;
+#[doc(hidden)]
+pub mod fuzzing;
 mod messages;
 mod records;
 

@@ -95,14 +95,14 @@ pub enum ConversationKind {
 }
 
 impl ConversationKind {
-    fn code(self) -> i64 {
+    pub(super) fn code(self) -> i64 {
         match self {
             Self::Direct => 0,
             Self::Group => 1,
             Self::Room => 2,
         }
     }
-    fn from_code(c: i64) -> Result<Self, StoreError> {
+    pub(super) fn from_code(c: i64) -> Result<Self, StoreError> {
         match c {
             0 => Ok(Self::Direct),
             1 => Ok(Self::Group),
@@ -213,7 +213,7 @@ pub struct MediaRecord {
     pub size: u64,
 }
 
-fn encode_shards(shards: &[Vec<u8>]) -> Result<Vec<u8>, StoreError> {
+pub(super) fn encode_shards(shards: &[Vec<u8>]) -> Result<Vec<u8>, StoreError> {
     if shards.len() > MAX_SHARDS {
         return Err(StoreError::TooLarge {
             what: "shard count",
@@ -237,7 +237,7 @@ fn encode_shards(shards: &[Vec<u8>]) -> Result<Vec<u8>, StoreError> {
     Ok(out)
 }
 
-fn decode_shards(b: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+pub(super) fn decode_shards(b: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
     let bad = |reason| StoreError::Malformed {
         table: "media",
         column: "shards_enc",
