@@ -844,6 +844,8 @@ async fn options_are_checked_and_the_seed_is_not_printed() {
         DriverOptions {
             rng_seed: Some(seed),
             publish_card: false,
+            // An injected clock: the history takes its times from it.
+            clock: std::sync::Arc::new(|| 1_700_000_000_123u64),
             ..DriverOptions::default()
         },
     )
@@ -866,6 +868,7 @@ async fn options_are_checked_and_the_seed_is_not_printed() {
     let h = history(&d, peer).await;
     assert_eq!(h.len(), 1);
     assert_eq!(h[0].status, MessageStatus::Sending);
+    assert_eq!(h[0].sent_ms, 1_700_000_000_123);
     // The text and the mailbox handover that opened the conversation.
     assert_eq!(d.pending().await.unwrap(), 2);
     assert!(matches!(
