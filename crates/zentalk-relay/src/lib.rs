@@ -85,6 +85,7 @@ pub use limits::{Limits, LimitsError, TokenBucket};
 pub use link::{Link, LinkError};
 pub use metrics::Metrics;
 pub use relay::{
-    ACCEPT_ERROR_BACKOFF, FINAL_WRITE_TIMEOUT, Relay, RelayError, RelayHandle, ShutdownReport,
+    ACCEPT_ERROR_BACKOFF, FINAL_WRITE_TIMEOUT, LinkEnd, Relay, RelayError, RelayHandle,
+    ShutdownReport,
 };
 pub use service::{Observation, Peer};

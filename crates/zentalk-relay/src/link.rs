@@ -637,6 +637,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         Ok(())
     }
 
+    /// Encrypts `plaintext` as one Noise transport message and sends it **without** checking
+    /// that it is a frame or within [`Limits::max_frame_len`]: for tests and fuzzing that play
+    /// a peer sending malformed frames over a genuine session. At most
+    /// [`MAX_NOISE_MESSAGE_LEN`] − [`NOISE_TAG_LEN`] bytes (`SendTooLarge` otherwise).
+    pub async fn send_unchecked(&mut self, plaintext: &[u8]) -> Result<(), LinkError> {
+        let max = MAX_NOISE_MESSAGE_LEN - NOISE_TAG_LEN;
+        if plaintext.len() > max {
+            return Err(LinkError::SendTooLarge {
+                limit: max,
+                found: plaintext.len(),
+            });
+        }
+        self.cipher.resize(plaintext.len() + NOISE_TAG_LEN, 0);
+        let n = self
+            .transport
+            .write_message(plaintext, &mut self.cipher)
+            .map_err(LinkError::Encrypt)?;
+        let limit = self.send_timeout;
+        tokio::time::timeout(limit, self.io.write_message(&self.cipher[..n]))
+            .await
+            .map_err(|_| LinkError::SendTimeout { limit })??;
+        self.shrink_scratch();
+        Ok(())
+    }
+
     /// Flushes and shuts down the sending direction of the stream.
     pub async fn shutdown(&mut self) -> Result<(), LinkError> {
         self.io.stream.shutdown().await?;

@@ -137,6 +137,40 @@ impl RelayHandle {
         Arc::clone(&self.shared.metrics)
     }
 
+    /// Serves one link over `stream` exactly as an accepted TCP connection is served (Noise
+    /// handshake as the responder, mailbox challenge, frame handling, limits, metrics) and
+    /// returns how it ended. For in-process transports, tests and fuzzing; connection counts
+    /// per IP do not apply, and the relay's shutdown does not reach this link (its peer
+    /// closes it, or it fails).
+    pub fn serve_stream<S>(&self, stream: S) -> impl Future<Output = LinkEnd> + Send + use<S>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1 << 48);
+        let (stop_tx, stop) = watch::channel(false);
+        let task = LinkTask {
+            keys: Arc::clone(&self.shared.keys),
+            limits: self.shared.limits.clone(),
+            metrics: Arc::clone(&self.shared.metrics),
+            stop,
+            _guard: None,
+            shared: Arc::clone(&self.shared),
+            link_id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            challenge: None,
+            authed: None,
+            push_rx: None,
+            peer: Peer::ClientLink,
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                service::MAX_PACKETS_IN_PROCESSING_PER_LINK,
+            )),
+        };
+        async move {
+            let end = task.run_stream(stream).await;
+            drop(stop_tx);
+            end
+        }
+    }
+
     /// The relay's identity public key (it signs descriptors and transit receipts).
     pub fn identity_public(&self) -> zentalk_crypto::IdentityPublicKey {
         self.shared.keys.identity().public_key()
@@ -339,7 +373,7 @@ impl Relay {
                             limits: config.limits.clone(),
                             metrics: Arc::clone(&metrics),
                             stop: stop_rx.clone(),
-                            _guard: guard,
+                            _guard: Some(guard),
                             shared: Arc::clone(&shared),
                             link_id: id,
                             challenge: None,
@@ -629,7 +663,7 @@ struct LinkTask {
     limits: Limits,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
-    _guard: ConnGuard,
+    _guard: Option<ConnGuard>,
     shared: Arc<Shared>,
     link_id: u64,
     /// The outstanding mailbox challenge nonce (each answers once).
@@ -658,6 +692,41 @@ async fn next_push(rx: &mut Option<mpsc::Receiver<Envelope>>) -> Option<Envelope
     }
 }
 
+/// A byte stream a link can run over (TCP in production; any in-memory stream in tests).
+pub(crate) trait LinkStream:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send
+{
+}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> LinkStream for T {}
+
+/// How a link served by [`RelayHandle::serve_stream`] ended.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum LinkEnd {
+    /// The relay was shutting down (after the handshake it sent `Close(shutdown)`).
+    Shutdown,
+    /// The peer sent `Close`.
+    PeerClosed,
+    /// The Noise handshake failed; nothing was served.
+    Handshake(LinkError),
+    /// This error closed the established link (the relay sent `Error` or `Close(idle)` first
+    /// where section 2 of the protocol chapter says so).
+    Error(LinkError),
+}
+
+impl LinkEnd {
+    /// A short, fixed label: `shutdown`, `peer_close`, or the error's
+    /// [`LinkError::reason`].
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LinkEnd::Shutdown => "shutdown",
+            LinkEnd::PeerClosed => "peer_close",
+            LinkEnd::Handshake(e) | LinkEnd::Error(e) => e.reason(),
+        }
+    }
+}
+
 /// Why the serve loop ended.
 enum End {
     Stop,
@@ -666,8 +735,12 @@ enum End {
 }
 
 impl LinkTask {
-    async fn run(mut self, stream: TcpStream) {
+    async fn run(self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
+        self.run_stream(stream).await;
+    }
+
+    async fn run_stream<S: LinkStream>(mut self, stream: S) -> LinkEnd {
         #[allow(
             clippy::disallowed_types,
             reason = "L2 driver: the OS RNG seeds each link's handshake and message ids"
@@ -678,7 +751,9 @@ impl LinkTask {
             Err(e) => {
                 warn!(error = %e, "OS random number generator failed; closing connection");
                 self.metrics.handshake_failed("rng");
-                return;
+                return LinkEnd::Handshake(LinkError::Io(std::io::Error::other(
+                    "the OS random number generator failed",
+                )));
             }
         };
         let handshake = link::accept(stream, self.keys.noise_static(), &self.limits, &mut rng);
@@ -688,7 +763,7 @@ impl LinkTask {
             _ = stop.wait_for(|s| *s) => {
                 self.metrics.handshake_failed("shutdown");
                 debug!("handshake abandoned: shutting down");
-                return;
+                return LinkEnd::Shutdown;
             }
         };
         let mut link = match result {
@@ -696,7 +771,7 @@ impl LinkTask {
             Err(e) => {
                 self.metrics.handshake_failed(e.reason());
                 debug!(reason = e.reason(), error = %e, "handshake failed");
-                return;
+                return LinkEnd::Handshake(e);
             }
         };
         self.metrics.handshake_completed();
@@ -740,9 +815,14 @@ impl LinkTask {
         let _ = tokio::time::timeout(FINAL_WRITE_TIMEOUT, link.shutdown()).await;
         self.metrics.link_closed(reason);
         debug!(reason, "link closed");
+        match end {
+            End::Stop => LinkEnd::Shutdown,
+            End::PeerClose => LinkEnd::PeerClosed,
+            End::Error(e) => LinkEnd::Error(e),
+        }
     }
 
-    async fn serve(&mut self, link: &mut Link<TcpStream>, rng: &mut ChaCha20Rng) -> End {
+    async fn serve<S: LinkStream>(&mut self, link: &mut Link<S>, rng: &mut ChaCha20Rng) -> End {
         let mut bucket = TokenBucket::new(&self.limits, Instant::now());
         let idle = self.limits.idle_timeout;
         loop {
@@ -801,9 +881,9 @@ impl LinkTask {
     }
 
     /// Handles one frame; `Ok(false)` when the peer closed the link.
-    async fn handle(
+    async fn handle<S: LinkStream>(
         &mut self,
-        link: &mut Link<TcpStream>,
+        link: &mut Link<S>,
         rng: &mut ChaCha20Rng,
         frame: &Frame,
     ) -> Result<bool, LinkError> {
@@ -907,9 +987,9 @@ impl LinkTask {
     }
 
     /// Sends a fresh MailboxChallenge (after the handshake, and after a refused MailboxAuth).
-    async fn send_challenge(
+    async fn send_challenge<S: LinkStream>(
         &mut self,
-        link: &mut Link<TcpStream>,
+        link: &mut Link<S>,
         rng: &mut ChaCha20Rng,
     ) -> Result<(), LinkError> {
         let mut nonce = [0u8; service::CHALLENGE_NONCE_LEN];
@@ -922,9 +1002,9 @@ impl LinkTask {
         self.send(link, rng, &challenge).await
     }
 
-    async fn mailbox_auth(
+    async fn mailbox_auth<S: LinkStream>(
         &mut self,
-        link: &mut Link<TcpStream>,
+        link: &mut Link<S>,
         rng: &mut ChaCha20Rng,
         frame: &Frame,
         auth: &proto::MailboxAuth,
@@ -972,9 +1052,9 @@ impl LinkTask {
         self.authed.filter(|m| m.0.as_slice() == id)
     }
 
-    async fn unauthorized(
+    async fn unauthorized<S: LinkStream>(
         &self,
-        link: &mut Link<TcpStream>,
+        link: &mut Link<S>,
         rng: &mut ChaCha20Rng,
         frame: &Frame,
     ) -> Result<(), LinkError> {
@@ -989,9 +1069,9 @@ impl LinkTask {
         .await
     }
 
-    async fn malformed(
+    async fn malformed<S: LinkStream>(
         &self,
-        link: &mut Link<TcpStream>,
+        link: &mut Link<S>,
         rng: &mut ChaCha20Rng,
         frame: &Frame,
         e: &zentalk_wire::WireError,
@@ -1010,9 +1090,9 @@ impl LinkTask {
             .min(zentalk_wire::MAX_BODY_LEN)
     }
 
-    async fn send<M: WireMessage>(
+    async fn send<S: LinkStream, M: WireMessage>(
         &self,
-        link: &mut Link<TcpStream>,
+        link: &mut Link<S>,
         rng: &mut ChaCha20Rng,
         msg: &M,
     ) -> Result<(), LinkError> {
@@ -1022,9 +1102,9 @@ impl LinkTask {
         Ok(())
     }
 
-    async fn reject(
+    async fn reject<S: LinkStream>(
         &self,
-        link: &mut Link<TcpStream>,
+        link: &mut Link<S>,
         rng: &mut ChaCha20Rng,
         frame: &Frame,
         code: ErrorCode,
@@ -1039,9 +1119,9 @@ impl LinkTask {
     }
 
     /// Best effort: a last frame before closing, bounded by [`FINAL_WRITE_TIMEOUT`].
-    async fn final_frame<M: WireMessage>(
+    async fn final_frame<S: LinkStream, M: WireMessage>(
         &self,
-        link: &mut Link<TcpStream>,
+        link: &mut Link<S>,
         rng: &mut ChaCha20Rng,
         msg: &M,
     ) {
