@@ -372,6 +372,31 @@ async fn two_drivers_exchange_by_push_with_history_unread_and_receipts() {
         }
     }
 
+    // Concurrent senders (their calls share saves): every text arrives once, in the order the
+    // engine numbered them.
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let alice = alice.clone();
+        calls.spawn(async move { alice.send_text(b, format!("c{i}")).await.unwrap() });
+    }
+    while let Some(r) = calls.join_next().await {
+        r.unwrap();
+    }
+    let got = texts(&mut bob_rx, a, 20).await;
+    let mut by_seq: Vec<HistoryMessage> = history(&alice, b)
+        .await
+        .into_iter()
+        .filter(|m| m.outgoing && m.text.starts_with('c'))
+        .collect();
+    by_seq.sort_by_key(|m| m.seq);
+    let expected: Vec<String> = by_seq.into_iter().map(|m| m.text).collect();
+    assert_eq!(got, expected);
+    let mut sorted = got.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 20);
+    settled(&alice).await;
+
     // Presence goes to every contact with a session.
     assert_eq!(alice.set_presence(true).await.unwrap(), 1);
     let deadline = tokio::time::Instant::now() + PATIENCE;

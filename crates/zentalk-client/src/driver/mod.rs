@@ -219,6 +219,9 @@ pub enum DriverError {
         /// What was asked.
         found: u32,
     },
+    /// Saving to the store failed (the store error, as text: several callers share one save).
+    #[error("save failed: {0}")]
+    Save(String),
     /// A network step took longer than allowed.
     #[error("timed out: {what}")]
     Timeout {
@@ -588,7 +591,7 @@ impl DriverHandle {
     /// the engine state is saved and its packet was handed to the sender pool (the engine
     /// retries it until the peer's delivery receipt arrives).
     ///
-    /// [`DriverError::Store`] after the engine accepted the text means the save failed: the
+    /// [`DriverError::Save`] after the engine accepted the text means the save failed: the
     /// text is kept and goes out (and into the history) as soon as a save succeeds
     /// ([`DriverEvent::StoreFailed`] reports further failures); nothing leaves unsaved.
     pub async fn send_text(&self, to: Address, text: String) -> Result<MessageId, DriverError> {

@@ -31,12 +31,17 @@ const REPORT_CAPACITY: usize = 1024;
 const INTERNAL_CAPACITY: usize = 64;
 /// Reports handled in one batch before the state is saved.
 const REPORT_BATCH: usize = 256;
+/// Most queued `send_text` calls saved together.
+const SEND_BATCH: usize = 256;
 /// At shutdown, how long queued packets may take to leave.
 const SHUTDOWN_SEND_GRACE: Duration = Duration::from_secs(2);
 /// At shutdown, how long a mailbox link task may take to close its link.
 const SHUTDOWN_LINK_GRACE: Duration = Duration::from_secs(1);
 /// Earliest directory refresh after a route named a relay missing from the directory.
 const MISSING_RELAY_REFRESH_MS: u64 = 1_000;
+
+/// Where a `send_text` answer goes.
+type TextReply = oneshot::Sender<Result<MessageId, DriverError>>;
 
 /// Answers of the DHT tasks.
 enum Internal {
@@ -224,6 +229,33 @@ impl Driver {
                         let r = self.stop().await;
                         let _ = reply.send(r);
                         return;
+                    }
+                    Some(Command::SendText { to, text, reply }) => {
+                        // Texts queued behind this one share its save.
+                        let mut batch = vec![(to, text, reply)];
+                        let mut next = None;
+                        while batch.len() < SEND_BATCH {
+                            match commands.try_recv() {
+                                Ok(Command::SendText { to, text, reply }) => {
+                                    batch.push((to, text, reply));
+                                }
+                                Ok(other) => {
+                                    next = Some(other);
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        self.send_texts(batch).await;
+                        match next {
+                            Some(Command::Shutdown { reply }) => {
+                                let r = self.stop().await;
+                                let _ = reply.send(r);
+                                return;
+                            }
+                            Some(cmd) => self.command(cmd).await,
+                            None => {}
+                        }
                     }
                     Some(cmd) => self.command(cmd).await,
                 },
@@ -893,8 +925,7 @@ impl Driver {
                 let _ = reply.send(Ok(self.client.contacts()));
             }
             Command::SendText { to, text, reply } => {
-                let r = self.send_text(to, text).await;
-                let _ = reply.send(r);
+                self.send_texts(vec![(to, text, reply)]).await;
             }
             Command::Conversations { reply } => {
                 let r = match store_of(&self.store) {
@@ -958,7 +989,40 @@ impl Driver {
         }
     }
 
-    async fn send_text(&mut self, to: Address, text: String) -> Result<MessageId, DriverError> {
+    /// Queues texts in the engine, saves once, then sends them all and answers each caller.
+    async fn send_texts(&mut self, batch: Vec<(Address, String, TextReply)>) {
+        let mut accepted = Vec::with_capacity(batch.len());
+        for (to, text, reply) in batch {
+            match self.queue_text(to, text) {
+                Ok(id) => accepted.push((id, reply)),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            }
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        match self.commit().await {
+            Ok(()) => {
+                for (id, reply) in accepted {
+                    let _ = reply.send(Ok(id));
+                }
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                let _ = self.events.send(DriverEvent::StoreFailed {
+                    reason: reason.clone(),
+                });
+                for (_, reply) in accepted {
+                    let _ = reply.send(Err(DriverError::Save(reason.clone())));
+                }
+            }
+        }
+    }
+
+    /// Queues one text in the engine and its history row (not yet saved).
+    fn queue_text(&mut self, to: Address, text: String) -> Result<MessageId, DriverError> {
         if self.contact_info(&to).is_err() {
             return Err(DriverError::UnknownContact);
         }
@@ -976,7 +1040,6 @@ impl Driver {
             at_ms: now,
             status: MessageStatus::Sending,
         });
-        self.commit().await?;
         Ok(id)
     }
 
