@@ -297,6 +297,12 @@ impl Chat {
         self.wait_clean_exit().await;
     }
 
+    /// Closes stdin (Ctrl-D) and waits for a clean exit, reading the rest of the output.
+    async fn end_of_input(&mut self) {
+        drop(self.child.as_mut().unwrap().stdin.take());
+        self.wait_clean_exit().await;
+    }
+
     /// Sends SIGTERM and waits for a clean exit, reading the rest of the output.
     async fn terminate(&mut self) {
         zentalk_cli::testnet::terminate(self.child.as_ref().unwrap());
@@ -659,6 +665,25 @@ async fn two_clients_in_order_exactly_once_both_ways_offline_and_impostor() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("no new messages"));
     }
 
+    // Peers that cannot be written to: an address that is not a contact, an identity key
+    // whose card is not in the DHT. One line each, saying what to do.
+    let stranger = IdentityKeyPair::generate(&mut rng).public_key();
+    let stranger_address = stranger.address().to_string();
+    let stranger_key = hex(stranger.as_bytes());
+    for (peer, hint) in [
+        (stranger_address.as_str(), "pass their identity key"),
+        (stranger_key.as_str(), "zentalk inbox"),
+    ] {
+        let out = alice.run(&["send", peer, "hi", "--wait", "1"]).await;
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let log = log_tail(&alice.log_path());
+        let last = log.last().unwrap();
+        assert!(
+            last.starts_with("zentalk: ") && last.contains(hint),
+            "{last}"
+        );
+    }
+
     // Bob online in a chat; Alice sends with `zentalk send`, each delivered.
     let mut bob_chat = bob.chat(&alice);
     bob_chat
@@ -914,7 +939,7 @@ async fn hostile_links_lose_only_their_own_link() {
     assert!(net.relay_mut(1).unwrap().is_running());
     drop(half);
     alice_chat.quit().await;
-    bob_chat.quit().await;
+    bob_chat.end_of_input().await; // Ctrl-D
     let mut texts = vec![before];
     texts.extend(after);
     scan_logs(&net, &[&alice, &bob], &texts).await;
@@ -976,4 +1001,83 @@ async fn serve_runs_the_local_api_until_sigterm() {
     // The token never reaches a log either.
     scan_logs(&net, &[&alice], &[token]).await;
     net.stop().await;
+}
+
+/// Runs `zentalk` without logging; returns (exit code, stdout, stderr).
+async fn zentalk_plain(args: &[&str], password: Option<&str>) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(ZENTALK);
+    cmd.args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("ZENTALK_DIR")
+        .env_remove("ZENTALK_PASSWORD")
+        .env("ZENTALK_TEST_FAST_TIMERS", "1")
+        .stdin(Stdio::null());
+    if let Some(p) = password {
+        cmd.env("ZENTALK_PASSWORD", p);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// One line on standard error, starting `zentalk: ` and containing `hint`; exit status 1.
+fn assert_one_line_error(r: &(Option<i32>, String, String), hint: &str) {
+    let (code, _, stderr) = r;
+    assert_eq!(*code, Some(1), "{r:?}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("zentalk: "), "{stderr}");
+    assert!(stderr.contains(hint), "{stderr} lacks {hint:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_one_line_saying_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let node = NodeId::from_bytes([7; 32]).to_hex();
+    // No account yet.
+    let r = zentalk_plain(&["--dir", d, "inbox"], Some(PASSWORD)).await;
+    assert_one_line_error(&r, "zentalk init");
+    // No password.
+    let init = [
+        "--dir",
+        d,
+        "init",
+        "--dht-bootstrap",
+        "127.0.0.1:9",
+        "--contact-relay",
+        &node,
+        "--test-fast-kdf",
+    ];
+    assert_one_line_error(&zentalk_plain(&init, None).await, "ZENTALK_PASSWORD");
+    // A malformed relay id.
+    let mut bad = init;
+    bad[6] = "not-a-node";
+    assert_one_line_error(
+        &zentalk_plain(&bad, Some(PASSWORD)).await,
+        "--contact-relay",
+    );
+    // Created once, never overwritten.
+    let r = zentalk_plain(&init, Some(PASSWORD)).await;
+    assert_eq!(r.0, Some(0), "{r:?}");
+    assert_one_line_error(
+        &zentalk_plain(&init, Some(PASSWORD)).await,
+        "not overwriting",
+    );
+    // The wrong password.
+    let r = zentalk_plain(&["--dir", d, "whoami"], Some("wrong")).await;
+    assert_one_line_error(&r, "ZENTALK_PASSWORD");
+    // A DHT bootstrap node that does not answer.
+    let r = zentalk_plain(&["--dir", d, "inbox"], Some(PASSWORD)).await;
+    assert_one_line_error(&r, "dht_bootstrap");
+    // Usage errors: status 2.
+    let r = zentalk_plain(&["--dir", d, "send", "nobody", "hi"], Some(PASSWORD)).await;
+    assert_eq!(r.0, Some(2), "{r:?}");
+    let r = zentalk_plain(&["--dir", d, "chat"], Some(PASSWORD)).await;
+    assert_eq!(r.0, Some(2), "{r:?}");
 }
