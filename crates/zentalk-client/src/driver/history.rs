@@ -4,8 +4,10 @@
 //! The store's conversation ids are random 16-byte values chosen by the application; the
 //! driver derives them from the peer address (BLAKE2b-256 of a domain string and the address,
 //! first 16 bytes) so it needs no lookup table. The store has no column for the conversation
-//! sequence number, so the driver keeps it in an account key per message
-//! ([`SEQ_KEY_PREFIX`] and the message id in hex, 8 bytes little-endian).
+//! sequence number, so the driver keeps it in account keys grouped by conversation and
+//! timestamp (texts saved together share one timestamp, so one key per save and
+//! conversation): name [`SEQ_KEY_PREFIX`] || conversation id hex || `/` || timestamp ms,
+//! value a list of (message id 16 bytes || seq 8 bytes little-endian).
 
 use serde::{Deserialize, Serialize};
 use zentalk_crypto::Address;
@@ -132,8 +134,55 @@ pub fn conversation_id(peer: &Address) -> ConversationId {
     ConversationId(id)
 }
 
-fn seq_key(id: &MessageId) -> String {
-    format!("{SEQ_KEY_PREFIX}{}", hex::encode(id))
+/// Bytes of one (message id, seq) entry of a seq group.
+const SEQ_ENTRY_LEN: usize = 16 + 8;
+
+fn seq_key(conversation: &ConversationId, timestamp_ms: i64) -> String {
+    format!(
+        "{SEQ_KEY_PREFIX}{}/{timestamp_ms}",
+        hex::encode(conversation.0)
+    )
+}
+
+fn decode_seqs(bytes: &[u8]) -> Vec<(MessageId, u64)> {
+    bytes
+        .chunks_exact(SEQ_ENTRY_LEN)
+        .filter_map(|e| {
+            let (id, seq) = e.split_at(16);
+            Some((
+                id.try_into().ok()?,
+                u64::from_le_bytes(seq.try_into().ok()?),
+            ))
+        })
+        .collect()
+}
+
+/// Adds `entries` to the seq group of (conversation, timestamp) in one account-key write.
+async fn put_seqs(
+    store: &ClientStore,
+    conversation: &ConversationId,
+    timestamp_ms: i64,
+    entries: &[(MessageId, u64)],
+) -> Result<(), StoreError> {
+    let name = seq_key(conversation, timestamp_ms);
+    let mut all = match store.account_key(&name).await? {
+        Some(b) => decode_seqs(&b),
+        None => Vec::new(),
+    };
+    for (id, seq) in entries {
+        if !all.iter().any(|(i, _)| i == id) {
+            all.push((*id, *seq));
+        }
+    }
+    // A group larger than an account key allows keeps its first entries (later ones read
+    // as seq 0); a millisecond of one conversation never holds that many texts in practice.
+    all.truncate(store::MAX_SECRET_LEN / SEQ_ENTRY_LEN);
+    let mut bytes = Vec::with_capacity(all.len() * SEQ_ENTRY_LEN);
+    for (id, seq) in &all {
+        bytes.extend_from_slice(id);
+        bytes.extend_from_slice(&seq.to_le_bytes());
+    }
+    store.put_account_key(&name, &bytes, timestamp_ms).await
 }
 
 fn ms_i64(ms: u64) -> i64 {
@@ -225,10 +274,16 @@ impl History {
         for chunk in rows.chunks(store::MAX_INSERT_BATCH) {
             store.insert_messages(chunk).await?;
         }
-        for t in texts {
-            store
-                .put_account_key(&seq_key(&t.id), &t.seq.to_le_bytes(), ms_i64(t.at_ms))
-                .await?;
+        let mut groups: std::collections::BTreeMap<(ConversationId, i64), Vec<(MessageId, u64)>> =
+            std::collections::BTreeMap::new();
+        for (t, row) in texts.iter().zip(&rows) {
+            groups
+                .entry((row.conversation, row.timestamp_ms))
+                .or_default()
+                .push((t.id, t.seq));
+        }
+        for ((conversation, ts), entries) in groups {
+            put_seqs(store, &conversation, ts, &entries).await?;
         }
         Ok(())
     }
@@ -317,16 +372,28 @@ impl History {
             timestamp_ms: c.timestamp_ms,
             row: c.row,
         });
+        let mut groups: std::collections::HashMap<i64, Vec<(MessageId, u64)>> =
+            std::collections::HashMap::new();
         while out.len() < want {
             let page = store.conversation_page(&id, cursor).await?;
             for m in page.messages {
                 if out.len() >= want {
                     break;
                 }
-                let seq = match store.account_key(&seq_key(&m.id.0)).await? {
-                    Some(b) => <[u8; 8]>::try_from(b.as_slice()).map_or(0, u64::from_le_bytes),
-                    None => 0,
+                let group = match groups.entry(m.timestamp_ms) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                        store
+                            .account_key(&seq_key(&id, m.timestamp_ms))
+                            .await?
+                            .map(|b| decode_seqs(&b))
+                            .unwrap_or_default(),
+                    ),
                 };
+                let seq = group
+                    .iter()
+                    .find(|(i, _)| *i == m.id.0)
+                    .map_or(0, |(_, s)| *s);
                 out.push(HistoryMessage {
                     id: m.id.0,
                     peer: *peer,
@@ -499,6 +566,15 @@ mod tests {
         assert_eq!(h.unread_ids(&store, &peer, 5).await.unwrap(), [[2u8; 16]]);
         assert_eq!(h.mark_read(&store, &peer).await.unwrap(), 1);
         assert_eq!(h.unread(&store, &peer).await.unwrap(), 0);
+        // Texts saved apart in the same millisecond share a seq group: both keep their seq.
+        h.insert(&store, &[text(4, peer, false, 50), text(5, peer, true, 50)])
+            .await
+            .unwrap();
+        h.insert(&store, &[text(6, peer, false, 50)]).await.unwrap();
+        let page = h.page(&store, &peer, None, 3).await.unwrap();
+        let mut seqs: Vec<u64> = page.iter().map(|m| m.seq).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, [4, 5, 6]);
         // A conversation that does not exist is empty, not an error.
         assert!(h.page(&store, &other, None, 10).await.unwrap().is_empty());
         assert_eq!(h.mark_read(&store, &other).await.unwrap(), 0);
@@ -507,8 +583,8 @@ mod tests {
         let convs = h2.conversations(&store).await.unwrap();
         assert_eq!(convs.len(), 1);
         assert_eq!(convs[0].peer, peer);
-        assert_eq!(convs[0].last_ms, Some(30));
-        assert_eq!(convs[0].last_text.as_deref(), Some("text 3"));
+        assert_eq!(convs[0].last_ms, Some(50));
+        assert_eq!(convs[0].unread, 2);
         store.close().await;
     }
 }
