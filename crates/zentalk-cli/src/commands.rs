@@ -48,7 +48,7 @@ pub(crate) async fn send(
 ) -> CliResult<SendOutcome> {
     // Links held: the receipt comes as a push, without polling.
     let s = session::start(dir, true, fast_timers).await?;
-    let result = send_inner(&s.handle, peer, text, wait).await;
+    let result = send_inner(&s.handle, s.events, peer, text, wait).await;
     let shutdown = s.handle.shutdown().await;
     let outcome = result?;
     shutdown.map_err(|e| format!("could not save the client state: {e}"))?;
@@ -57,12 +57,12 @@ pub(crate) async fn send(
 
 async fn send_inner(
     handle: &DriverHandle,
+    mut events: tokio::sync::broadcast::Receiver<DriverEvent>,
     peer: PeerArg,
     text: String,
     wait: Duration,
 ) -> CliResult<SendOutcome> {
     let to = session::resolve_peer(handle, peer).await?;
-    let mut events = handle.subscribe();
     let id = handle.send_text(to, text).await?;
     let waited = tokio::time::timeout(wait, async {
         loop {
@@ -85,8 +85,8 @@ async fn send_inner(
 /// `zentalk inbox`: fetch every owned mailbox once, print what came, send receipts and what
 /// is due, exit.
 pub(crate) async fn inbox(dir: &Path, fast_timers: bool) -> CliResult<()> {
-    let s = session::start(dir, false, fast_timers).await?;
-    let result = inbox_inner(&s.handle).await;
+    let mut s = session::start(dir, false, fast_timers).await?;
+    let result = inbox_inner(&s.handle, &mut s.events).await;
     let shutdown = s.handle.shutdown().await;
     result?;
     shutdown.map_err(|e| format!("could not save the client state: {e}"))?;
@@ -97,8 +97,10 @@ pub(crate) async fn inbox(dir: &Path, fast_timers: bool) -> CliResult<()> {
 /// add us by the card, so a run should not exit before it is stored).
 const CARD_WAIT: Duration = Duration::from_secs(5);
 
-async fn inbox_inner(handle: &DriverHandle) -> CliResult<()> {
-    let mut events = handle.subscribe();
+async fn inbox_inner(
+    handle: &DriverHandle,
+    events: &mut tokio::sync::broadcast::Receiver<DriverEvent>,
+) -> CliResult<()> {
     let report = handle.sync_now().await?;
     let mut messages = 0usize;
     let mut card_done = false;
@@ -147,6 +149,12 @@ async fn inbox_inner(handle: &DriverHandle) -> CliResult<()> {
             "{pending} sent message(s) not yet delivered; retried on every run until they are"
         );
     }
+    if report.mailboxes_unreachable > 0 {
+        println!(
+            "{} of your mailbox relays could not be reached; what waits there comes on a later run",
+            report.mailboxes_unreachable
+        );
+    }
     if report.send_failures > 0 {
         println!(
             "{} packet(s) could not be handed to a relay this time; they will be retried",
@@ -158,8 +166,8 @@ async fn inbox_inner(handle: &DriverHandle) -> CliResult<()> {
 
 /// `zentalk chat PEER`: stdin lines are sent; what arrives is printed as it comes.
 pub(crate) async fn chat(dir: &Path, peer: PeerArg, fast_timers: bool) -> CliResult<()> {
-    let s = session::start(dir, true, fast_timers).await?;
-    let result = chat_inner(&s.handle, peer).await;
+    let mut s = session::start(dir, true, fast_timers).await?;
+    let result = chat_inner(&s.handle, &mut s.events, peer).await;
     let shutdown = s.handle.shutdown().await;
     result?;
     shutdown.map_err(|e| format!("could not save the client state: {e}"))?;
@@ -173,13 +181,19 @@ const CHAT_HISTORY: u32 = 10;
 /// Most stdin lines waiting to be sent.
 const STDIN_QUEUE: usize = 64;
 
-async fn chat_inner(handle: &DriverHandle, peer: PeerArg) -> CliResult<()> {
+async fn chat_inner(
+    handle: &DriverHandle,
+    events: &mut tokio::sync::broadcast::Receiver<DriverEvent>,
+    peer: PeerArg,
+) -> CliResult<()> {
     let to = session::resolve_peer(handle, peer).await?;
-    let mut events = handle.subscribe();
     println!("chat with {to}");
     println!("type a line and press Enter to send; /quit or Ctrl-D leaves");
     let mut history = handle.messages(to, None, CHAT_HISTORY).await?;
     history.reverse();
+    // Events since start may repeat what the history already shows (a pushed first page).
+    let shown: std::collections::HashSet<zentalk_client::MessageId> =
+        history.iter().map(|m| m.id).collect();
     for m in &history {
         let who = if m.outgoing { "you" } else { "them" };
         println!("[{}] {who}: {}", session::format_time(m.sent_ms), m.text);
@@ -221,6 +235,7 @@ async fn chat_inner(handle: &DriverHandle, peer: PeerArg) -> CliResult<()> {
                 }
             },
             event = events.recv() => match event {
+                Ok(DriverEvent::Message { from, id, .. }) if from == to && shown.contains(&id) => {}
                 Ok(DriverEvent::Message { from, text, .. }) if from == to => {
                     println!("them: {text}");
                     handle.mark_read(to).await?;

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use rand_core::OsRng;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use zentalk_cli::testnet::{DESCRIPTOR_WAIT, Runner, Testnet, TestnetConfig};
 use zentalk_client::driver::{DriverConfig, DriverEvent, DriverHandle, DriverOptions};
 use zentalk_client::{Client, MessageId};
@@ -163,9 +163,8 @@ impl Feed {
         }
     }
 
-    /// Forwards `handle`'s events under `name` until its driver stops.
-    fn attach(&self, name: &'static str, handle: &DriverHandle) {
-        let mut events = handle.subscribe();
+    /// Forwards a driver's events under `name` until it stops.
+    fn attach(&self, name: &'static str, mut events: broadcast::Receiver<DriverEvent>) {
         let tx = self.tx.clone();
         tokio::spawn(async move {
             loop {
@@ -175,8 +174,8 @@ impl Feed {
                             return;
                         }
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
         });
@@ -211,13 +210,14 @@ fn count(map: &HashMap<&'static str, usize>, who: &str) -> usize {
     map.get(who).copied().unwrap_or(0)
 }
 
-/// Starts a client driver on `store_path` (created if `client` is given, else reopened).
+/// Starts a client driver on `store_path` (created if `client` is given, else reopened), with
+/// its events from the very start.
 async fn start_client(
     testnet: &Testnet,
     dht: &DhtHandle,
     store_path: &Path,
     client: Option<Client>,
-) -> DemoResult<DriverHandle> {
+) -> DemoResult<(DriverHandle, broadcast::Receiver<DriverEvent>)> {
     let (client, store) = match client {
         Some(c) => {
             // A throwaway store: cheap key derivation, the demo deletes it at the end.
@@ -243,7 +243,7 @@ async fn start_client(
         retry_initial: Duration::from_millis(500),
         ..DriverOptions::default()
     };
-    Ok(zentalk_client::driver::start_with(client, store, config, options).await?)
+    Ok(zentalk_client::driver::start_subscribed(client, store, config, options).await?)
 }
 
 /// Errors are reported, never unwrapped: the demo is a user-facing command.
@@ -305,11 +305,12 @@ async fn run_async() -> DemoResult<()> {
     let bob_path = tmp.path().join("bob.db");
     // Each user's DHT node (their device's) lives through the whole demo.
     let (alice_dht, bob_dht) = tokio::try_join!(testnet.client_dht(), testnet.client_dht())?;
-    let bob = start_client(&testnet, &bob_dht, &bob_path, Some(bob_client)).await?;
-    feed.attach("bob", &bob);
+    let (bob, events) = start_client(&testnet, &bob_dht, &bob_path, Some(bob_client)).await?;
+    feed.attach("bob", events);
     let alice_path = tmp.path().join("alice.db");
-    let alice = start_client(&testnet, &alice_dht, &alice_path, Some(alice_client)).await?;
-    feed.attach("alice", &alice);
+    let (alice, events) =
+        start_client(&testnet, &alice_dht, &alice_path, Some(alice_client)).await?;
+    feed.attach("alice", events);
     alice.add_contact(bob_identity).await?;
     println!(
         "  alice found bob's contact card in the DHT from his identity key (blinded lookup key) \
@@ -353,8 +354,8 @@ async fn run_async() -> DemoResult<()> {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     println!("  bob comes back");
-    let bob = start_client(&testnet, &bob_dht, &bob_path, None).await?;
-    feed.attach("bob", &bob);
+    let (bob, events) = start_client(&testnet, &bob_dht, &bob_path, None).await?;
+    feed.attach("bob", events);
     feed.until(&names, |c| {
         count(&c.messages, "bob") >= 5 && c.all_delivered(&ids)
     })

@@ -141,9 +141,11 @@ pub(crate) async fn join_dht(config: &Config) -> CliResult<DhtHandle> {
     Ok(dht)
 }
 
-/// A running client: the driver and the DHT node it uses.
+/// A running client: the driver, its events since start, and the DHT node it uses.
 pub(crate) struct Session {
     pub(crate) handle: DriverHandle,
+    /// Subscribed before the driver task ran: nothing it reported at start is missed.
+    pub(crate) events: tokio::sync::broadcast::Receiver<DriverEvent>,
     _dht: DhtHandle,
 }
 
@@ -163,7 +165,7 @@ pub(crate) async fn start(dir: &Path, hold_links: bool, fast_timers: bool) -> Cl
         },
         hold_mailbox_links: hold_links,
     };
-    let handle = zentalk_client::driver::start_with(
+    let (handle, events) = zentalk_client::driver::start_subscribed(
         account.client,
         account.store,
         config,
@@ -171,7 +173,11 @@ pub(crate) async fn start(dir: &Path, hold_links: bool, fast_timers: bool) -> Cl
     )
     .await
     .map_err(|e| format!("cannot start the client: {e}"))?;
-    Ok(Session { handle, _dht: dht })
+    Ok(Session {
+        handle,
+        events,
+        _dht: dht,
+    })
 }
 
 /// A peer as given on the command line: an identity key (64 hex digits, what `zentalk
