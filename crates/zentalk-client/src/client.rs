@@ -616,7 +616,9 @@ impl Client {
                 } else {
                     None
                 };
-                let gap = c.gap_since_ms.map(|t| t.saturating_add(self.gap_timeout_ms));
+                let gap = c
+                    .gap_since_ms
+                    .map(|t| t.saturating_add(self.gap_timeout_ms));
                 [retry, gap]
             })
             .flatten()
