@@ -1060,6 +1060,16 @@ mod tests {
     }
 
     #[test]
+    fn tag_level_list_names_every_level() {
+        let want: Vec<String> = (0..TAG_LEVELS).map(|l| l.to_string()).collect();
+        assert_eq!(
+            every_tag_level!(),
+            format!("level IN ({})", want.join(", "))
+        );
+        assert!(ROW_OF_TAG.contains(every_tag_level!()));
+    }
+
+    #[test]
     fn preview_truncates_and_skips_non_text() {
         let long = "é".repeat(200);
         assert_eq!(
