@@ -850,7 +850,34 @@ async fn kill9_of_a_relay_loses_nothing_and_duplicates_nothing() {
     for t in &texts {
         assert_eq!(seen.matches(t.as_str()).count(), 1, "{seen}");
     }
-    scan_logs(&net, &[&alice, &bob], &texts).await;
+
+    // Bob offline; Alice is told two more texts are queued; then a second forwarding relay
+    // is killed. Nothing she was told is queued is lost, nothing arrives twice: what a dead
+    // relay swallowed is retried by her next runs on other routes.
+    let queued: Vec<String> = (0..2)
+        .map(|i| random_text(&mut rng, &format!("q{i}")))
+        .collect();
+    for t in &queued {
+        let out = alice.run(&["send", &bob.address, t, "--wait", "1"]).await;
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+    }
+    net.relay_mut(3).unwrap().kill();
+    println!("relay4 killed with SIGKILL while two texts were queued");
+    let mut got = String::new();
+    for _ in 0..15 {
+        let out = bob.run(&["inbox"]).await;
+        got.push_str(&String::from_utf8(out.stdout).unwrap());
+        if queued.iter().all(|t| got.contains(t.as_str())) {
+            break;
+        }
+        let _ = alice.run(&["inbox"]).await;
+    }
+    assert_in_order_once(&got, &queued);
+    assert!(texts.iter().all(|t| !got.contains(t.as_str())), "{got}");
+
+    let mut all = texts.clone();
+    all.extend(queued);
+    scan_logs(&net, &[&alice, &bob], &all).await;
     net.stop().await;
 }
 
