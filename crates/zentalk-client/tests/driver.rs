@@ -851,7 +851,7 @@ async fn options_are_checked_and_the_seed_is_not_printed() {
     assert!(!dbg.contains("90") && !dbg.contains("5a"), "{dbg}");
 
     // A driver with no relay in the directory still answers; a text cannot be routed and
-    // says so, and the history keeps it as `sending` for the engine's retries.
+    // says so, and the history shows it `failed` (the engine keeps retrying it).
     let mut seed = [0u8; 32];
     rng.fill_bytes(&mut seed);
     let peer_client = Client::new(&mut rng, relay, vec![]);
@@ -892,7 +892,7 @@ async fn options_are_checked_and_the_seed_is_not_printed() {
     }
     let h = history(&d, peer).await;
     assert_eq!(h.len(), 1);
-    assert_eq!(h[0].status, MessageStatus::Sending);
+    assert_eq!(h[0].status, MessageStatus::Failed);
     assert_eq!(h[0].sent_ms, 1_700_000_000_123);
     // The text and the mailbox handover that opened the conversation.
     assert_eq!(d.pending().await.unwrap(), 2);

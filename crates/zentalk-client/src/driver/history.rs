@@ -39,7 +39,8 @@ pub enum MessageStatus {
     Delivered,
     /// The peer's read receipt arrived.
     Read,
-    /// Gave up.
+    /// No first hop took any packet of it yet (every route tried failed). The engine keeps
+    /// retrying; a later success moves it on to `sent`.
     Failed,
 }
 

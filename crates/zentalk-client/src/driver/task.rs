@@ -409,6 +409,9 @@ impl Driver {
 
     /// What may happen once the state is saved: acks and fetches, packets, new links, events.
     fn release(&mut self) {
+        // Events that arise while sending (a status change to save first) wait for the next
+        // save; the run loop saves after every wake-up.
+        let ready = std::mem::take(&mut self.pending_events);
         for (mailbox, cmd) in std::mem::take(&mut self.after_save) {
             if let Some(st) = self.links.get(&mailbox) {
                 // A full or closed queue means the link is being replaced; the next link
@@ -420,7 +423,7 @@ impl Driver {
             self.dispatch(out, 1);
         }
         self.open_links();
-        for e in std::mem::take(&mut self.pending_events) {
+        for e in ready {
             let _ = self.events.send(e);
         }
     }
@@ -468,10 +471,7 @@ impl Driver {
                         .next_directory_ms
                         .min(now.saturating_add(MISSING_RELAY_REFRESH_MS));
                 }
-                self.pending_events.push(DriverEvent::SendFailed {
-                    id: out.id,
-                    reason: e.to_string(),
-                });
+                self.send_failed(out.id, e.to_string());
                 return;
             }
         };
@@ -542,11 +542,18 @@ impl Driver {
         if f.attempts < self.options.send_attempts {
             self.dispatch(f.out, f.attempts + 1);
         } else {
-            self.pending_events.push(DriverEvent::SendFailed {
-                id: f.out.id,
-                reason,
-            });
+            self.send_failed(f.out.id, reason);
         }
+    }
+
+    /// No first hop took the packet. A text not yet sent shows `failed` in the history until
+    /// an engine retry gets through (the status then moves on to `sent`).
+    fn send_failed(&mut self, id: Option<MessageId>, reason: String) {
+        if let Some(id) = id {
+            self.statuses.push((id, MessageStatus::Failed));
+        }
+        self.pending_events
+            .push(DriverEvent::SendFailed { id, reason });
     }
 
     // ---------------------------------------------------------------- mailbox links
