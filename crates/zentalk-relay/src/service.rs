@@ -1,7 +1,7 @@
 //! What a relay does with packets and mailbox requests, shared by every link task.
 //!
-//! * Onion packets: a link hands each packet to [`Shared::dispatch_packet`], which runs
-//!   [`Shared::handle_packet`] as its own task (bounded per link and in total), so packets
+//! * Onion packets: a link hands each packet to `Shared::dispatch_packet`, which runs
+//!   `Shared::handle_packet` as its own task (bounded per link and in total), so packets
 //!   from one link are peeled on every worker thread at once. Peeling ([`OnionRelay::process`]
 //!   at the current epoch) runs on one of [`ONION_SHARDS`] shards of the onion state, chosen
 //!   by a keyed hash of the packet's key-agreement ciphertext; the packet then goes to the
