@@ -280,4 +280,47 @@ fn main() {
         if p99 <= 10.0 { "met" } else { "NOT met" }
     );
     drop(rt);
+    put_alone(&client_rt, tmp.path(), rate, secs);
+}
+
+/// What group commit costs a push: `MailboxBackend::put` alone on the same directory, paced
+/// at the same rate, one put at a time as C issues them for one sender (each returns once its
+/// item is durable).
+fn put_alone(rt: &tokio::runtime::Runtime, dir: &std::path::Path, rate: u64, secs: u64) {
+    use zentalk_storage::mailbox::{Mailbox, MailboxBackend, MailboxId, MessageId};
+    let url = format!("sqlite://{}", dir.join("put-alone.sqlite").display());
+    let mut durations = rt.block_on(async {
+        let store = Mailbox::open(&url, zentalk_storage::mailbox::Limits::default())
+            .await
+            .unwrap();
+        let interval = Duration::from_nanos(1_000_000_000 / rate);
+        let n = u32::try_from(rate * secs).unwrap();
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        for i in 0..n {
+            tokio::time::sleep_until(t0 + interval * i).await;
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            let start = Instant::now();
+            store
+                .put(&MailboxId([7; 32]), &MessageId(id), &[0u8; 256], 1)
+                .await
+                .unwrap();
+            out.push(start.elapsed().as_secs_f64() * 1e3);
+            if i % 1000 == 999 {
+                let _ = store
+                    .ack_up_to(&MailboxId([7; 32]), zentalk_storage::mailbox::Cursor(u64::MAX))
+                    .await;
+            }
+        }
+        out
+    });
+    durations.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    println!(
+        "mailbox put alone (durable, {rate}/s, same directory): p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
+        percentile(&durations, 0.50),
+        percentile(&durations, 0.90),
+        percentile(&durations, 0.99),
+        durations[durations.len() - 1]
+    );
 }
