@@ -9,6 +9,8 @@
 //! conversation): name [`SEQ_KEY_PREFIX`] || conversation id hex || `/` || timestamp ms,
 //! value a list of (message id 16 bytes || seq 8 bytes little-endian).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use zentalk_crypto::Address;
 use zentalk_crypto::hash::blake2b_256_parts;
@@ -135,6 +137,20 @@ pub fn conversation_id(peer: &Address) -> ConversationId {
     ConversationId(id)
 }
 
+/// Runs `ClientStore::insert_messages` on a blocking thread. The driver task is spawned, so
+/// every future it awaits must be `Send`; this keeps it so whatever the store's insert future
+/// is (its group commit may hold non-`Send` borrows of a connection).
+async fn insert_detached(
+    store: &Arc<ClientStore>,
+    rows: Vec<NewMessage>,
+) -> Result<Vec<Option<i64>>, StoreError> {
+    let store = Arc::clone(store);
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(store.insert_messages(&rows)))
+        .await
+        .map_err(|_| StoreError::Io(std::io::Error::other("history insert task failed")))?
+}
+
 /// Bytes of one (message id, seq) entry of a seq group.
 const SEQ_ENTRY_LEN: usize = 16 + 8;
 
@@ -250,7 +266,7 @@ impl History {
     /// Writes texts (one transaction for the messages; a redelivered id changes nothing).
     pub(crate) async fn insert(
         &mut self,
-        store: &ClientStore,
+        store: &Arc<ClientStore>,
         texts: &[NewText],
     ) -> Result<(), StoreError> {
         if texts.is_empty() {
@@ -273,7 +289,7 @@ impl History {
             });
         }
         for chunk in rows.chunks(store::MAX_INSERT_BATCH) {
-            store.insert_messages(chunk).await?;
+            insert_detached(store, chunk.to_vec()).await?;
         }
         let mut groups: std::collections::BTreeMap<(ConversationId, i64), Vec<(MessageId, u64)>> =
             std::collections::BTreeMap::new();
@@ -491,9 +507,11 @@ mod tests {
     #[tokio::test]
     async fn statuses_only_move_forward_and_pages_carry_seq_and_peer() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ClientStore::create(dir.path().join("h.db"), b"pw", KdfParams::TEST)
-            .await
-            .unwrap();
+        let store = Arc::new(
+            ClientStore::create(dir.path().join("h.db"), b"pw", KdfParams::TEST)
+                .await
+                .unwrap(),
+        );
         let mut h = History::load(&store).await.unwrap();
         let peer = Address::from_bytes([7; 32]);
         let other = Address::from_bytes([8; 32]);
@@ -586,6 +604,6 @@ mod tests {
         assert_eq!(convs[0].peer, peer);
         assert_eq!(convs[0].last_ms, Some(50));
         assert_eq!(convs[0].unread, 2);
-        store.close().await;
+        Arc::try_unwrap(store).unwrap().close().await;
     }
 }

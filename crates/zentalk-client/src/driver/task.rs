@@ -82,7 +82,7 @@ struct InFlight {
 
 pub(crate) struct Driver {
     client: Client,
-    store: Option<ClientStore>,
+    store: Option<Arc<ClientStore>>,
     config: DriverConfig,
     options: DriverOptions,
     rng: ChaCha20Rng,
@@ -114,7 +114,7 @@ pub(crate) struct Driver {
     card_running: bool,
 }
 
-fn store_of(store: &Option<ClientStore>) -> Result<&ClientStore, DriverError> {
+fn store_of(store: &Option<Arc<ClientStore>>) -> Result<&Arc<ClientStore>, DriverError> {
     store.as_ref().ok_or(DriverError::Stopped)
 }
 
@@ -159,7 +159,7 @@ impl Driver {
         });
         let mut driver = Self {
             client,
-            store: Some(store),
+            store: Some(Arc::new(store)),
             next_directory_ms: now.saturating_add(ms(config.directory_refresh)),
             next_card_ms: options.publish_card.then_some(now),
             config,
@@ -1267,7 +1267,10 @@ impl Driver {
             let _ = self.events.send(e);
         }
         if let Some(store) = self.store.take() {
-            store.close().await;
+            // Every insert task has finished (each is awaited), so this is the last owner.
+            if let Ok(store) = Arc::try_unwrap(store) {
+                store.close().await;
+            }
         }
         saved.and(flushed)
     }
