@@ -526,10 +526,12 @@ impl Shared {
         let idle = tokio::time::sleep(PEER_LINK_IDLE);
         tokio::pin!(idle);
         loop {
+            // Reading first: under a steady stream of packets the link is still read, so a
+            // Close or end of stream is seen before the next batch is written into it.
             let wake = tokio::select! {
                 biased;
-                n = rx.recv_many(&mut packets, PEER_BATCH_MAX) => PeerWake::Packets(n),
                 r = recv_opt(&mut link) => PeerWake::Received(r),
+                n = rx.recv_many(&mut packets, PEER_BATCH_MAX) => PeerWake::Packets(n),
                 () = &mut idle => PeerWake::Idle,
             };
             match wake {
