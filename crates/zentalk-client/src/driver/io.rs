@@ -60,7 +60,7 @@ pub(crate) enum Report {
 }
 
 /// A command to a mailbox link task, for one generation of its link.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LinkCommand {
     Fetch { generation: u64, after: u64 },
     Ack { generation: u64, up_to: u64 },

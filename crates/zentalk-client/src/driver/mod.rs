@@ -29,6 +29,7 @@
 //! Time comes from a [`Clock`] and randomness from a seed or the OS ([`DriverOptions`]), so a
 //! test can fix both.
 
+mod acks;
 mod history;
 mod io;
 mod task;

@@ -1,6 +1,6 @@
 //! The driver task: owns the engine and the store, and decides everything.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use zentalk_onion::MailboxId;
 use zentalk_relay::epoch::epoch_at;
 use zentalk_storage::client::ClientStore;
 
+use super::acks::AckTracker;
 use super::history::{History, MessageStatus, NewText};
 use super::io::{
     self, LINK_COMMAND_CAPACITY, LinkCommand, LinkSettings, Report, SENDER_QUEUE_CAPACITY, SendJob,
@@ -63,15 +64,7 @@ struct LinkState {
     relay: NodeId,
     commands: mpsc::Sender<LinkCommand>,
     task: JoinHandle<()>,
-    generation: u64,
-    /// Every item up to here is fed, saved and acknowledged.
-    watermark: u64,
-    /// Items above the watermark already fed (pushes, earlier pages).
-    processed: BTreeSet<u64>,
-    /// A fetch chain is under way; the highest seq of its pages so far.
-    chain: Option<u64>,
-    /// A push arrived during the chain: fetch again when it ends.
-    refetch: bool,
+    acks: AckTracker,
 }
 
 /// A packet handed to a first-hop sender.
@@ -593,11 +586,7 @@ impl Driver {
                     relay,
                     commands: tx,
                     task,
-                    generation: 0,
-                    watermark: 0,
-                    processed: BTreeSet::new(),
-                    chain: None,
-                    refetch: false,
+                    acks: AckTracker::default(),
                 },
             );
         }
@@ -631,10 +620,7 @@ impl Driver {
                 generation,
             } => {
                 if let Some(st) = self.links.get_mut(&mailbox) {
-                    st.generation = generation;
-                    // The relay sends the first page by itself after authentication.
-                    st.chain = Some(st.watermark);
-                    st.refetch = false;
+                    st.acks.up(generation);
                     let relay = st.relay;
                     self.pending_events.push(DriverEvent::LinkUp { relay });
                 }
@@ -645,11 +631,8 @@ impl Driver {
                 reason,
             } => {
                 if let Some(st) = self.links.get_mut(&mailbox)
-                    && generation >= st.generation
+                    && st.acks.down(generation)
                 {
-                    st.generation = generation;
-                    st.chain = None;
-                    st.refetch = false;
                     let relay = st.relay;
                     self.pending_events
                         .push(DriverEvent::LinkDown { relay, reason });
@@ -676,93 +659,42 @@ impl Driver {
         items: Vec<zentalk_wire::proto::MailboxItem>,
         more: bool,
     ) {
-        let Some(st) = self.links.get(&mailbox) else {
+        let seqs: Vec<u64> = items.iter().map(|i| i.seq).collect();
+        let Some(plan) = self
+            .links
+            .get_mut(&mailbox)
+            .and_then(|st| st.acks.page(generation, &seqs, more))
+        else {
             return;
         };
-        if st.generation != generation {
-            return;
-        }
-        let mut chain_max = st.chain.unwrap_or(st.watermark);
-        let watermark = st.watermark;
-        let mut fresh = Vec::new();
-        for item in items {
-            chain_max = chain_max.max(item.seq);
-            if item.seq > watermark {
-                fresh.push(item);
-            }
-        }
-        for item in fresh {
-            let new = self
-                .links
-                .get_mut(&mailbox)
-                .is_some_and(|st| st.processed.insert(item.seq));
-            if new {
+        for i in plan.feed {
+            if let Some(item) = items.get(i) {
                 self.feed(&mailbox, &item.payload);
             }
         }
-        let Some(st) = self.links.get_mut(&mailbox) else {
-            return;
-        };
-        if more {
-            st.chain = Some(chain_max);
-            self.after_save.push((
-                mailbox,
-                LinkCommand::Fetch {
-                    generation,
-                    after: chain_max,
-                },
-            ));
-            return;
-        }
-        // The chain is complete: every stored item up to chain_max has been fed.
-        st.chain = None;
-        if chain_max > st.watermark {
-            st.watermark = chain_max;
-            st.processed.retain(|s| *s > chain_max);
-            self.after_save.push((
-                mailbox,
-                LinkCommand::Ack {
-                    generation,
-                    up_to: chain_max,
-                },
-            ));
-        }
-        if std::mem::take(&mut st.refetch) {
-            st.chain = Some(st.watermark);
-            self.after_save.push((
-                mailbox,
-                LinkCommand::Fetch {
-                    generation,
-                    after: st.watermark,
-                },
-            ));
-        }
+        self.after_save
+            .extend(plan.after_save.into_iter().map(|c| (mailbox, c)));
     }
 
-    /// A pushed item is fed at once; it is acknowledged only through a fetch chain, since a
-    /// relay may skip pushes (full queue) and acks delete everything up to a seq.
+    /// A pushed item is fed at once; it is acknowledged only through a fetch chain (see
+    /// `acks`).
     fn push(
         &mut self,
         mailbox: MailboxId,
         generation: u64,
         item: zentalk_wire::proto::MailboxItem,
     ) {
-        let Some(st) = self.links.get_mut(&mailbox) else {
+        let Some((feed, fetch)) = self
+            .links
+            .get_mut(&mailbox)
+            .and_then(|st| st.acks.push(generation, item.seq))
+        else {
             return;
         };
-        if st.generation != generation {
-            return;
+        if let Some(cmd) = fetch {
+            self.after_save.push((mailbox, cmd));
         }
-        let new = item.seq > st.watermark && st.processed.insert(item.seq);
-        if st.chain.is_none() {
-            st.chain = Some(st.watermark);
-            let after = st.watermark;
-            self.after_save
-                .push((mailbox, LinkCommand::Fetch { generation, after }));
-        } else {
-            st.refetch = true;
-        }
-        if new {
+        if feed {
             self.feed(&mailbox, &item.payload);
         }
     }
