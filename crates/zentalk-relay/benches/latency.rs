@@ -309,7 +309,10 @@ fn put_alone(rt: &tokio::runtime::Runtime, dir: &std::path::Path, rate: u64, sec
             out.push(start.elapsed().as_secs_f64() * 1e3);
             if i % 1000 == 999 {
                 let _ = store
-                    .ack_up_to(&MailboxId([7; 32]), zentalk_storage::mailbox::Cursor(u64::MAX))
+                    .ack_up_to(
+                        &MailboxId([7; 32]),
+                        zentalk_storage::mailbox::Cursor(u64::MAX),
+                    )
                     .await;
             }
         }
