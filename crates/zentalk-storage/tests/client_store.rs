@@ -1063,3 +1063,96 @@ async fn version_1_store_is_migrated_without_loss() {
         .close()
         .await;
 }
+
+/// The conversation-page index is leveled (schema version 3): pages, cursors, mark-read and
+/// conversation deletion stay exact when a conversation's messages sit in both levels.
+#[tokio::test]
+async fn page_index_levels_keep_pages_exact() {
+    use zentalk_storage::client::PAGE_LEVEL0_MAX;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.zt");
+    let s = new_store(dir.path()).await;
+    for c in 1..=3 {
+        s.create_conversation(&conv(c)).await.unwrap();
+    }
+    let n = u32::try_from(PAGE_LEVEL0_MAX).unwrap() + 1_500;
+    // Conversation 1 gets every third message; timestamps repeat in pairs (ties broken by
+    // row), and arrive out of order within a batch.
+    let all: Vec<NewMessage> = (0..n)
+        .map(|i| {
+            let ts = i64::from((i ^ 1) / 2);
+            msg(conv(1 + (i % 3) as u8).id, i, ts, i % 2 == 0, "m")
+        })
+        .collect();
+    for chunk in all.chunks(1000) {
+        s.insert_messages(chunk).await.unwrap();
+    }
+    let levels: Vec<(i64, i64)> = {
+        s.close().await;
+        let mut c = sqlx::SqliteConnection::connect_with(&raw(&path))
+            .await
+            .unwrap();
+        let v = sqlx::query_as(
+            "SELECT level, count(*) FROM message_pages GROUP BY level ORDER BY level",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+        c.close().await.unwrap();
+        v
+    };
+    assert_eq!(levels.len(), 2, "entries in both levels: {levels:?}");
+    let s = ClientStore::open(&path, PW).await.unwrap();
+    let mut want: Vec<(i64, i64)> = Vec::new();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let p = s.conversation_page(&conv(1).id, cursor).await.unwrap();
+        seen.extend(p.messages.iter().map(|m| (m.timestamp_ms, m.row)));
+        assert!(p.messages.iter().all(|m| m.conversation == conv(1).id));
+        match p.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    for m in all.iter().filter(|m| m.conversation == conv(1).id) {
+        want.push((m.timestamp_ms, s.message(&m.id).await.unwrap().unwrap().row));
+    }
+    want.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(seen, want, "every message once, newest first");
+    // Mark read up to a timestamp in the middle: counts incoming messages of both levels.
+    let mid = i64::from(n / 4);
+    let expect = all
+        .iter()
+        .filter(|m| m.conversation == conv(1).id && !m.outgoing && m.timestamp_ms <= mid)
+        .count() as u64;
+    assert_eq!(s.mark_read(&conv(1).id, Some(mid)).await.unwrap(), expect);
+    // Deleting a conversation removes its messages from both levels and both indexes.
+    let victim = all.iter().find(|m| m.conversation == conv(2).id).unwrap();
+    assert!(s.delete_conversation(&conv(2).id).await.unwrap());
+    assert!(s.message(&victim.id).await.unwrap().is_none());
+    assert!(
+        s.conversation_page(&conv(2).id, None)
+            .await
+            .unwrap()
+            .messages
+            .is_empty()
+    );
+    // Conversation 3 is untouched and a new message still lands on its first page.
+    let fresh = msg(conv(3).id, 999_999, i64::MAX / 2, false, "newest");
+    s.insert_message(&fresh).await.unwrap();
+    let p3 = s.conversation_page(&conv(3).id, None).await.unwrap();
+    assert_eq!(p3.messages[0].id, fresh.id);
+    s.close().await;
+    let mut c = sqlx::SqliteConnection::connect_with(&raw(&path))
+        .await
+        .unwrap();
+    let orphans: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM message_pages WHERE message_row NOT IN (SELECT id FROM messages)",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(orphans, 0);
+    c.close().await.unwrap();
+}

@@ -44,6 +44,12 @@ pub const TAG_LEVEL0_MAX: i64 = 8_192;
 /// Each level holds this many times the entries of the one before it; the last level is
 /// unbounded.
 pub const TAG_LEVEL_RATIO: i64 = 16;
+/// Entries level 0 of the conversation-page index (`message_pages`, schema version 3) holds
+/// before it is merged into level 1 (unbounded).
+pub const PAGE_LEVEL0_MAX: i64 = 8_192;
+/// Rows per multi-row INSERT into `message_pages` (3 bound values per row).
+const PAGE_ROWS_PER_STATEMENT: usize = 512;
+
 /// The `level IN (...)` condition that makes a lookup by tag seek each level (must list every
 /// level, `0..TAG_LEVELS`).
 macro_rules! every_tag_level {
@@ -326,6 +332,41 @@ async fn merge_tag_levels(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreEr
     Ok(())
 }
 
+/// Merges level 0 of `message_pages` into level 1 once it holds more than
+/// [`PAGE_LEVEL0_MAX`] entries, in index order: each conversation's tail in level 1 is
+/// rewritten once per merge instead of once per insert batch.
+async fn merge_page_levels(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM message_pages WHERE level = 0")
+        .fetch_one(&mut *tx)
+        .await?;
+    if n > PAGE_LEVEL0_MAX {
+        sqlx::query(
+            "INSERT INTO message_pages (level, conversation_id, timestamp, message_row) \
+             SELECT 1, conversation_id, timestamp, message_row FROM message_pages WHERE level = 0 \
+             ORDER BY conversation_id, timestamp, message_row",
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM message_pages WHERE level = 0")
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Row ids of a conversation's newest `limit` messages strictly before a cursor, from both
+/// levels of `message_pages` (each level read newest-first from the cursor, then merged).
+/// Binds: `$1` conversation, `$2` cursor timestamp, `$3` cursor row, `$4` limit.
+const PAGE_ROWS: &str = "SELECT message_row FROM (\
+     SELECT * FROM (SELECT timestamp, message_row FROM message_pages WHERE level = 0 \
+       AND conversation_id = $1 AND (timestamp < $2 OR (timestamp = $2 AND message_row < $3)) \
+       ORDER BY timestamp DESC, message_row DESC LIMIT $4) \
+     UNION ALL \
+     SELECT * FROM (SELECT timestamp, message_row FROM message_pages WHERE level = 1 \
+       AND conversation_id = $1 AND (timestamp < $2 OR (timestamp = $2 AND message_row < $3)) \
+       ORDER BY timestamp DESC, message_row DESC LIMIT $4) \
+     ORDER BY timestamp DESC, message_row DESC LIMIT $4)";
+
 fn opt_bool(v: i64) -> bool {
     v != 0
 }
@@ -525,6 +566,22 @@ impl ClientStore {
             qb.build().execute(&mut *tx).await?;
         }
         merge_tag_levels(&mut tx).await?;
+        // The conversation-page index: level 0, in (conversation, timestamp, row) order.
+        let mut pages: Vec<(&[u8], i64, i64)> = fresh
+            .iter()
+            .map(|(m, p)| (&m.conversation.0[..], m.timestamp_ms, p.row))
+            .collect();
+        pages.sort_unstable();
+        for chunk in pages.chunks(PAGE_ROWS_PER_STATEMENT) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO message_pages (level, conversation_id, timestamp, message_row) ",
+            );
+            qb.push_values(chunk, |mut b, (conv, ts, row)| {
+                b.push("0").push_bind(*conv).push_bind(*ts).push_bind(*row);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        merge_page_levels(&mut tx).await?;
 
         // Conversation summaries.
         let mut updates: HashMap<ConversationId, (i64, Option<(i64, usize)>)> = HashMap::new();
@@ -619,21 +676,30 @@ impl ClientStore {
         limit: usize,
         starred_only: bool,
     ) -> Result<Vec<SqliteRow>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        if starred_only {
+            // Starred messages have their own (partial, small) index on `messages`.
+            let sql = format!(
+                "SELECT {MSG_COLUMNS} FROM messages WHERE conversation_id = ? AND is_starred = 1 \
+                 AND (timestamp < ? OR (timestamp = ? AND id < ?)) ORDER BY timestamp DESC, id DESC LIMIT ?"
+            );
+            return Ok(sqlx::query(&sql)
+                .bind(&conversation.0[..])
+                .bind(c.timestamp_ms)
+                .bind(c.timestamp_ms)
+                .bind(c.row)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?);
+        }
         let sql = format!(
-            "SELECT {MSG_COLUMNS} FROM messages WHERE conversation_id = ? {} \
-             AND (timestamp < ? OR (timestamp = ? AND id < ?)) ORDER BY timestamp DESC, id DESC LIMIT ?",
-            if starred_only {
-                "AND is_starred = 1"
-            } else {
-                ""
-            }
+            "SELECT {MSG_COLUMNS} FROM messages WHERE id IN ({PAGE_ROWS}) ORDER BY timestamp DESC, id DESC"
         );
         Ok(sqlx::query(&sql)
             .bind(&conversation.0[..])
             .bind(c.timestamp_ms)
-            .bind(c.timestamp_ms)
             .bind(c.row)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(limit)
             .fetch_all(&self.pool)
             .await?)
     }
@@ -687,7 +753,8 @@ impl ClientStore {
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let r = sqlx::query(
-            "UPDATE messages SET is_read = 1 WHERE conversation_id = ? AND timestamp <= ? \
+            "UPDATE messages SET is_read = 1 WHERE id IN (SELECT message_row FROM message_pages \
+             WHERE level IN (0, 1) AND conversation_id = ? AND timestamp <= ?) \
              AND is_read = 0 AND is_outgoing = 0",
         )
         .bind(&conversation.0[..])

@@ -28,8 +28,8 @@ use zentalk_crypto::AeadKey;
 pub use crypt::{BLIND_INDEX_LEN, COLUMN_FORMAT_VERSION, COLUMN_OVERHEAD, KdfParams, SALT_LEN};
 pub use messages::{
     CONTENT_TYPE_TEXT, MAX_CONTENT_LEN, MAX_INSERT_BATCH, MAX_SEARCH_RESULTS, MessageStatus,
-    NewMessage, PAGE_SIZE, PREVIEW_MAX_CHARS, Page, PageCursor, Reaction, SEARCH_BATCH_ROWS,
-    StoredMessage, TAG_LEVEL_RATIO, TAG_LEVEL0_MAX, TAG_LEVELS,
+    NewMessage, PAGE_LEVEL0_MAX, PAGE_SIZE, PREVIEW_MAX_CHARS, Page, PageCursor, Reaction,
+    SEARCH_BATCH_ROWS, StoredMessage, TAG_LEVEL_RATIO, TAG_LEVEL0_MAX, TAG_LEVELS,
 };
 pub use records::{
     Contact, ConversationKind, ConversationSummary, GroupMember, GroupRole, MAX_LIST_ROWS,
