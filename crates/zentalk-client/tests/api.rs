@@ -11,13 +11,15 @@
 #![cfg(feature = "local-api")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use common::{Net, PATIENCE, seeded, start_driver};
 use futures::StreamExt;
 use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite;
@@ -26,139 +28,8 @@ use zentalk_client::api::{
     self, AccountView, ApiConfig, ApiError, ApiEvent, ApiServer, ContactView, ConversationView,
     ErrorBody, MAX_BODY_BYTES, MessagesPage, SendResponse, TOKEN_FILE_NAME, Token,
 };
-use zentalk_client::{Client, DriverConfig, DriverHandle, DriverOptions, MAX_TEXT_LEN, start_with};
-use zentalk_crypto::{Address, IdentityKeyPair, NodeId};
-use zentalk_dht::net::{DhtHandle, NetConfig, spawn};
-use zentalk_relay::{Limits, Relay, RelayConfig, RelayHandle, RelayKeys};
-use zentalk_storage::client::{ClientStore, KdfParams};
-
-/// Generous bound for anything the network should do in well under a second.
-const PATIENCE: Duration = Duration::from_secs(20);
-
-// ---------------------------------------------------------------- the network
-
-struct Net {
-    boot: DhtHandle,
-    nodes: Vec<NodeId>,
-    stops: Vec<tokio::sync::oneshot::Sender<()>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-#[allow(
-    clippy::disallowed_methods,
-    reason = "relays and records live in Unix time"
-)]
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-impl Net {
-    /// A DHT bootstrap node and `n` relays publishing their descriptors in it; returns when
-    /// every descriptor can be found.
-    async fn start(n: usize, rng: &mut ChaCha20Rng) -> Self {
-        let (boot, _) = spawn(
-            IdentityKeyPair::generate(rng),
-            "127.0.0.1:0".parse().unwrap(),
-            NetConfig::default(),
-        )
-        .await
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let mut handles: Vec<RelayHandle> = Vec::new();
-        let mut stops = Vec::new();
-        let mut tasks = Vec::new();
-        for i in 0..n {
-            let config = RelayConfig {
-                listen_addr: "127.0.0.1:0".parse().unwrap(),
-                metrics_addr: "127.0.0.1:0".parse().unwrap(),
-                mailbox_path: dir.path().join(format!("relay{i}.sqlite")),
-                dht_listen_addr: Some("127.0.0.1:0".parse().unwrap()),
-                dht_bootstrap: vec![boot.local_addr()],
-                shutdown_grace: Duration::from_millis(200),
-                ..RelayConfig::default()
-            };
-            let relay = Relay::bind_with_keys(config, RelayKeys::generate(rng))
-                .await
-                .unwrap();
-            handles.push(relay.handle());
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            tasks.push(tokio::spawn(async move {
-                let _ = relay
-                    .run(async {
-                        let _ = stopped.await;
-                    })
-                    .await;
-            }));
-            stops.push(stop);
-        }
-        let nodes: Vec<NodeId> = handles.iter().map(RelayHandle::node_id).collect();
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while zentalk_client::dht::directory_from_dht(&boot, &nodes, unix_ms())
-            .await
-            .relays()
-            .len()
-            < n
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "descriptors not found"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self {
-            boot,
-            nodes,
-            stops,
-            tasks,
-            _dir: dir,
-        }
-    }
-
-    async fn config(&self, rng: &mut ChaCha20Rng) -> DriverConfig {
-        let (dht, _) = spawn(
-            IdentityKeyPair::generate(rng),
-            "127.0.0.1:0".parse().unwrap(),
-            NetConfig::default(),
-        )
-        .await
-        .unwrap();
-        dht.bootstrap(vec![self.boot.local_addr()]).await.unwrap();
-        DriverConfig {
-            dht,
-            limits: Limits::default(),
-            relays: self.nodes.clone(),
-            directory_refresh: Duration::from_secs(30),
-            hold_mailbox_links: true,
-        }
-    }
-
-    async fn shutdown(self) {
-        for s in self.stops {
-            let _ = s.send(());
-        }
-        for t in self.tasks {
-            t.await.unwrap();
-        }
-    }
-}
-
-fn options(rng: &mut ChaCha20Rng) -> DriverOptions {
-    let mut seed = [0u8; 32];
-    rng.fill_bytes(&mut seed);
-    DriverOptions {
-        rng_seed: Some(seed),
-        retry_initial: Duration::from_millis(300),
-        retry_max: Duration::from_millis(1_000),
-        reconnect_initial: Duration::from_millis(50),
-        reconnect_max: Duration::from_millis(500),
-        connect_timeout: Duration::from_secs(3),
-        ..DriverOptions::default()
-    }
-}
+use zentalk_client::{Client, DriverHandle, MAX_TEXT_LEN};
+use zentalk_crypto::Address;
 
 /// A client serving the API: its driver, its server, its bearer header and the secret bytes
 /// that must never appear in a response (identity seed, X25519 identity secret, contact
@@ -180,12 +51,7 @@ async fn app(net: &Net, home: usize, dir: &Path, rng: &mut ChaCha20Rng) -> App {
         client.contact_mailbox().seed().to_vec(),
     ];
     std::fs::create_dir_all(dir).unwrap();
-    let store = ClientStore::create(&dir.join("client.db"), b"correct horse", KdfParams::TEST)
-        .await
-        .unwrap();
-    let driver = start_with(client, store, net.config(rng).await, options(rng))
-        .await
-        .unwrap();
+    let driver = start_driver(net, client, &dir.join("client.db"), rng, common::options).await;
     let token = Token::load_or_create(&dir.join(TOKEN_FILE_NAME)).unwrap();
     let hex = token.expose_hex().to_string();
     secrets.push(hex.as_bytes().to_vec());
@@ -326,9 +192,7 @@ fn forms(secret: &[u8]) -> Vec<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clients_talk_through_the_local_api() {
-    let seed = 9101;
-    println!("seed {seed}");
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut rng = seeded(9101);
     let net = Net::start(5, &mut rng).await;
     let tmp = tempfile::tempdir().unwrap();
     let alice = app(&net, 0, &tmp.path().join("alice"), &mut rng).await;

@@ -4,10 +4,16 @@
 //! encrypted SQLite stores in a temp directory.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use common::{
+    Net, PATIENCE, add, dht_node, event, event_until, new_store, reopen, restart_driver, seeded,
+    shutdown_all, start_driver,
+};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use tokio::sync::broadcast;
@@ -16,195 +22,14 @@ use zentalk_client::{
     Client, DriverConfig, DriverError, DriverEvent, DriverHandle, DriverOptions, start_subscribed,
     start_with,
 };
-use zentalk_crypto::{Address, IdentityKeyPair, NodeId};
-use zentalk_dht::net::{DhtHandle, NetConfig, spawn};
-use zentalk_relay::{Limits, Relay, RelayConfig, RelayHandle, RelayKeys};
-use zentalk_storage::client::{ClientStore, KdfParams};
+use zentalk_crypto::{Address, NodeId};
+use zentalk_relay::Limits;
 
-/// Generous bound for anything the network should do in well under a second.
-const PATIENCE: Duration = Duration::from_secs(20);
-
-struct Net {
-    boot: DhtHandle,
-    relays: Vec<RelayHandle>,
-    configs: Vec<RelayConfig>,
-    keys: Vec<RelayKeys>,
-    nodes: Vec<NodeId>,
-    stops: Vec<Option<tokio::sync::oneshot::Sender<()>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Net {
-    /// A DHT bootstrap node and `n` relays that publish their descriptors in it; returns when
-    /// every descriptor can be found.
-    async fn start(n: usize, rng: &mut ChaCha20Rng) -> Self {
-        let (boot, _) = spawn(
-            IdentityKeyPair::generate(rng),
-            "127.0.0.1:0".parse().unwrap(),
-            NetConfig::default(),
-        )
-        .await
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let mut relays = Vec::new();
-        let mut stops = Vec::new();
-        let mut tasks = Vec::new();
-        let mut configs = Vec::new();
-        let mut keyss = Vec::new();
-        for i in 0..n {
-            let config = RelayConfig {
-                listen_addr: "127.0.0.1:0".parse().unwrap(),
-                metrics_addr: "127.0.0.1:0".parse().unwrap(),
-                mailbox_path: dir.path().join(format!("relay{i}.sqlite")),
-                dht_listen_addr: Some("127.0.0.1:0".parse().unwrap()),
-                dht_bootstrap: vec![boot.local_addr()],
-                shutdown_grace: Duration::from_millis(200),
-                ..RelayConfig::default()
-            };
-            let keys = RelayKeys::generate(rng);
-            keyss.push(keys.duplicate());
-            let relay = Relay::bind_with_keys(config.clone(), keys).await.unwrap();
-            relays.push(relay.handle());
-            configs.push(RelayConfig {
-                listen_addr: relay.local_addr().unwrap(),
-                ..config
-            });
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            tasks.push(tokio::spawn(async move {
-                let _ = relay
-                    .run(async {
-                        let _ = stopped.await;
-                    })
-                    .await;
-            }));
-            stops.push(Some(stop));
-        }
-        let nodes: Vec<NodeId> = relays.iter().map(RelayHandle::node_id).collect();
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let dir = zentalk_client::dht::directory_from_dht(&boot, &nodes, unix_ms()).await;
-            if dir.relays().len() == n {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "descriptors not found"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self {
-            boot,
-            relays,
-            configs,
-            keys: keyss,
-            nodes,
-            stops,
-            tasks,
-            _dir: dir,
-        }
-    }
-
-    /// Stops relay `i` (graceful: it closes its links, its port stops accepting).
-    async fn stop_relay(&mut self, i: usize) {
-        if let Some(s) = self.stops[i].take() {
-            let _ = s.send(());
-        }
-        let t = std::mem::replace(&mut self.tasks[i], tokio::spawn(async {}));
-        t.await.unwrap();
-    }
-
-    /// Starts relay `i` again: same keys, same link port, same mailbox file (fresh onion
-    /// keys, republished descriptor).
-    async fn restart_relay(&mut self, i: usize) {
-        let relay = Relay::bind_with_keys(self.configs[i].clone(), self.keys[i].duplicate())
-            .await
-            .unwrap();
-        self.relays[i] = relay.handle();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        self.tasks[i] = tokio::spawn(async move {
-            let _ = relay
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
-        self.stops[i] = Some(stop);
-    }
-
-    async fn client_dht(&self, rng: &mut ChaCha20Rng) -> DhtHandle {
-        let (h, _) = spawn(
-            IdentityKeyPair::generate(rng),
-            "127.0.0.1:0".parse().unwrap(),
-            NetConfig::default(),
-        )
-        .await
-        .unwrap();
-        h.bootstrap(vec![self.boot.local_addr()]).await.unwrap();
-        h
-    }
-
-    async fn config(&self, rng: &mut ChaCha20Rng) -> DriverConfig {
-        DriverConfig {
-            dht: self.client_dht(rng).await,
-            limits: Limits::default(),
-            relays: self.nodes.clone(),
-            directory_refresh: Duration::from_secs(30),
-            hold_mailbox_links: true,
-        }
-    }
-
-    async fn shutdown(mut self) {
-        for i in 0..self.stops.len() {
-            self.stop_relay(i).await;
-        }
-        let _ = &self.relays;
-    }
-}
-
-#[allow(
-    clippy::disallowed_methods,
-    reason = "relays and records live in Unix time"
-)]
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
+/// The common options, and a relay found down stays so for 30 s.
 fn options(rng: &mut ChaCha20Rng) -> DriverOptions {
-    let mut seed = [0u8; 32];
-    rng.fill_bytes(&mut seed);
     DriverOptions {
-        rng_seed: Some(seed),
-        retry_initial: Duration::from_millis(300),
-        retry_max: Duration::from_millis(1_000),
-        reconnect_initial: Duration::from_millis(50),
-        reconnect_max: Duration::from_millis(500),
         relay_down_for: Duration::from_secs(30),
-        connect_timeout: Duration::from_secs(3),
-        ..DriverOptions::default()
-    }
-}
-
-async fn new_store(path: &Path) -> ClientStore {
-    ClientStore::create(path, b"correct horse", KdfParams::TEST)
-        .await
-        .unwrap()
-}
-
-/// Adds `whom` by identity key, waiting for its card to be in the DHT.
-async fn add(a: &DriverHandle, whom: &DriverHandle) -> Address {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        match a.add_contact(whom.identity_key()).await {
-            Ok(info) => return info.address,
-            Err(DriverError::Lookup(_)) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("add_contact: {e}"),
-        }
+        ..common::options(rng)
     }
 }
 
@@ -264,30 +89,28 @@ async fn history(d: &DriverHandle, peer: Address) -> Vec<HistoryMessage> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_drivers_exchange_by_push_with_history_unread_and_receipts() {
-    let seed = 7001;
-    println!("seed {seed}");
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut rng = seeded(7001);
     let net = Net::start(5, &mut rng).await;
     let tmp = tempfile::tempdir().unwrap();
     let n = &net.nodes;
     let alice_client = Client::new(&mut rng, n[0], n.clone());
     let bob_client = Client::new(&mut rng, n[1], n.clone());
-    let alice = start_with(
+    let alice = start_driver(
+        &net,
         alice_client,
-        new_store(&tmp.path().join("alice.db")).await,
-        net.config(&mut rng).await,
-        options(&mut rng),
+        &tmp.path().join("alice.db"),
+        &mut rng,
+        options,
     )
-    .await
-    .unwrap();
-    let bob = start_with(
+    .await;
+    let bob = start_driver(
+        &net,
         bob_client,
-        new_store(&tmp.path().join("bob.db")).await,
-        net.config(&mut rng).await,
-        options(&mut rng),
+        &tmp.path().join("bob.db"),
+        &mut rng,
+        options,
     )
-    .await
-    .unwrap();
+    .await;
     let mut alice_rx = alice.subscribe();
     let mut bob_rx = bob.subscribe();
 
@@ -376,17 +199,12 @@ async fn two_drivers_exchange_by_push_with_history_unread_and_receipts() {
 
     // Typing reaches the peer as an event.
     alice.set_typing(b, true).await.unwrap();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        match tokio::time::timeout_at(deadline, bob_rx.recv()).await {
-            Ok(Ok(DriverEvent::Typing { from, typing })) => {
-                assert_eq!((from, typing), (a, true));
-                break;
-            }
-            Ok(Ok(_)) => {}
-            other => panic!("no typing event: {other:?}"),
-        }
-    }
+    let typing = event(&mut bob_rx, "no typing event", |e| match e {
+        DriverEvent::Typing { from, typing } => Some((from, typing)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(typing, (a, true));
 
     // Concurrent senders (their calls share saves): every text arrives once, in the order the
     // engine numbered them.
@@ -415,17 +233,12 @@ async fn two_drivers_exchange_by_push_with_history_unread_and_receipts() {
 
     // Presence goes to every contact with a session.
     assert_eq!(alice.set_presence(true).await.unwrap(), 1);
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        match tokio::time::timeout_at(deadline, bob_rx.recv()).await {
-            Ok(Ok(DriverEvent::Presence { from, online })) => {
-                assert_eq!((from, online), (a, true));
-                break;
-            }
-            Ok(Ok(_)) => {}
-            other => panic!("no presence event: {other:?}"),
-        }
-    }
+    let presence = event(&mut bob_rx, "no presence event", |e| match e {
+        DriverEvent::Presence { from, online } => Some((from, online)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(presence, (a, true));
 
     // Events serialize with string ids and addresses (what the local API sends as JSON).
     let text = serialized_text(&DriverEvent::Sent {
@@ -450,29 +263,27 @@ fn serialized_text(e: &DriverEvent) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_driver_finds_everything_sent_while_it_was_down() {
-    let seed = 7002;
-    println!("seed {seed}");
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut rng = seeded(7002);
     let net = Net::start(5, &mut rng).await;
     let tmp = tempfile::tempdir().unwrap();
     let n = &net.nodes;
     let bob_path = tmp.path().join("bob.db");
-    let alice = start_with(
+    let alice = start_driver(
+        &net,
         Client::new(&mut rng, n[0], n.clone()),
-        new_store(&tmp.path().join("alice.db")).await,
-        net.config(&mut rng).await,
-        options(&mut rng),
+        &tmp.path().join("alice.db"),
+        &mut rng,
+        options,
     )
-    .await
-    .unwrap();
-    let bob = start_with(
+    .await;
+    let bob = start_driver(
+        &net,
         Client::new(&mut rng, n[1], n.clone()),
-        new_store(&bob_path).await,
-        net.config(&mut rng).await,
-        options(&mut rng),
+        &bob_path,
+        &mut rng,
+        options,
     )
-    .await
-    .unwrap();
+    .await;
     let mut bob_rx = bob.subscribe();
     let b = add(&alice, &bob).await;
     let a = alice.address();
@@ -492,10 +303,7 @@ async fn restarted_driver_finds_everything_sent_while_it_was_down() {
     assert_eq!(alice.pending().await.unwrap(), 4);
 
     // Bob comes back from his store alone (no other state) and finds everything, once.
-    let store = ClientStore::open(&bob_path, b"correct horse")
-        .await
-        .unwrap();
-    let client = Client::load(&store).await.unwrap().unwrap();
+    let (store, client) = reopen(&bob_path).await;
     assert_eq!(client.address(), b);
     let (bob, mut bob_rx) =
         start_subscribed(client, store, net.config(&mut rng).await, options(&mut rng))
@@ -533,37 +341,33 @@ async fn restarted_driver_finds_everything_sent_while_it_was_down() {
     // And the restarted Bob can still answer in the same session.
     bob.send_text(a, "back".into()).await.unwrap();
     settled(&bob).await;
-    alice.shutdown().await.unwrap();
-    bob.shutdown().await.unwrap();
-    net.shutdown().await;
+    shutdown_all(&[&alice, &bob], net).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_stopped_mid_run_messages_take_other_routes_exactly_once() {
-    let seed = 7003;
-    println!("seed {seed}");
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut rng = seeded(7003);
     let mut net = Net::start(5, &mut rng).await;
     let tmp = tempfile::tempdir().unwrap();
     let n = net.nodes.clone();
     // Mailboxes only on relays 0 and 1; relays 2..4 only forward.
     let keep = vec![n[0], n[1]];
-    let alice = start_with(
+    let alice = start_driver(
+        &net,
         Client::new(&mut rng, n[0], keep.clone()),
-        new_store(&tmp.path().join("alice.db")).await,
-        net.config(&mut rng).await,
-        options(&mut rng),
+        &tmp.path().join("alice.db"),
+        &mut rng,
+        options,
     )
-    .await
-    .unwrap();
-    let bob = start_with(
+    .await;
+    let bob = start_driver(
+        &net,
         Client::new(&mut rng, n[1], keep),
-        new_store(&tmp.path().join("bob.db")).await,
-        net.config(&mut rng).await,
-        options(&mut rng),
+        &tmp.path().join("bob.db"),
+        &mut rng,
+        options,
     )
-    .await
-    .unwrap();
+    .await;
     let mut alice_rx = alice.subscribe();
     let mut bob_rx = bob.subscribe();
     let b = add(&alice, &bob).await;
@@ -592,9 +396,7 @@ async fn relay_stopped_mid_run_messages_take_other_routes_exactly_once() {
     assert_eq!(downs.keys().collect::<Vec<_>>(), [&stopped], "{downs:?}");
     let h = history(&bob, a).await;
     assert_eq!(h.len(), 21);
-    alice.shutdown().await.unwrap();
-    bob.shutdown().await.unwrap();
-    net.shutdown().await;
+    shutdown_all(&[&alice, &bob], net).await;
 }
 
 /// Sends `texts` while the receiver's driver runs in its own runtime, drops that runtime
@@ -603,21 +405,19 @@ async fn relay_stopped_mid_run_messages_take_other_routes_exactly_once() {
 /// and no text is announced twice across the crash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receiver_killed_mid_stream_loses_nothing_and_sees_nothing_twice() {
-    let seed = 7004;
-    println!("seed {seed}");
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut rng = seeded(7004);
     let net = Net::start(5, &mut rng).await;
     let tmp = tempfile::tempdir().unwrap();
     let n = net.nodes.clone();
     let bob_path = tmp.path().join("bob.db");
-    let alice = start_with(
+    let alice = start_driver(
+        &net,
         Client::new(&mut rng, n[0], n.clone()),
-        new_store(&tmp.path().join("alice.db")).await,
-        net.config(&mut rng).await,
-        options(&mut rng),
+        &tmp.path().join("alice.db"),
+        &mut rng,
+        options,
     )
-    .await
-    .unwrap();
+    .await;
     let a = alice.address();
     // Bob's driver in a runtime of its own, on its own thread.
     let mut bob_rt = Some(
@@ -659,14 +459,7 @@ async fn receiver_killed_mid_stream_loses_nothing_and_sees_nothing_twice() {
     }
     drop(bob);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let store = ClientStore::open(&bob_path, b"correct horse")
-        .await
-        .unwrap();
-    let client = Client::load(&store).await.unwrap().unwrap();
-    let (bob, mut bob_rx) =
-        start_subscribed(client, store, net.config(&mut rng).await, options(&mut rng))
-            .await
-            .unwrap();
+    let (bob, mut bob_rx) = restart_driver(&net, &bob_path, &mut rng, options).await;
     // The history, which is what survives a crash, ends up with every text once, in order.
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
@@ -699,29 +492,25 @@ async fn receiver_killed_mid_stream_loses_nothing_and_sees_nothing_twice() {
         );
     }
     assert!(before.len() >= 5);
-    alice.shutdown().await.unwrap();
-    bob.shutdown().await.unwrap();
-    net.shutdown().await;
+    shutdown_all(&[&alice, &bob], net).await;
 }
 
 /// Without held links (what `zentalk inbox` does): nothing arrives until `sync_now`, which
 /// fetches, saves, acknowledges and sends the receipts; the card is republished on schedule.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_mode_sync_now_and_card_republication() {
-    let seed = 7005;
-    println!("seed {seed}");
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut rng = seeded(7005);
     let mut net = Net::start(5, &mut rng).await;
     let tmp = tempfile::tempdir().unwrap();
     let n = net.nodes.clone();
-    let alice = start_with(
+    let alice = start_driver(
+        &net,
         Client::new(&mut rng, n[0], n.clone()),
-        new_store(&tmp.path().join("alice.db")).await,
-        net.config(&mut rng).await,
-        options(&mut rng),
+        &tmp.path().join("alice.db"),
+        &mut rng,
+        options,
     )
-    .await
-    .unwrap();
+    .await;
     let mut bob_config = net.config(&mut rng).await;
     bob_config.hold_mailbox_links = false;
     let (bob, mut bob_rx) = start_subscribed(
@@ -762,22 +551,19 @@ async fn fetch_mode_sync_now_and_card_republication() {
     let mut published = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while published < 2 {
-        match tokio::time::timeout_at(deadline, bob_rx.recv()).await {
-            Ok(Ok(DriverEvent::CardPublished { stored_on })) => {
-                assert!(stored_on > 0);
-                published += 1;
-            }
-            Ok(Ok(_)) => {}
-            other => panic!("card not republished: {other:?}"),
-        }
+        let stored_on = event_until(&mut bob_rx, deadline, "card not republished", |e| match e {
+            DriverEvent::CardPublished { stored_on } => Some(stored_on),
+            _ => None,
+        })
+        .await;
+        assert!(stored_on > 0);
+        published += 1;
     }
     // The relay of Bob's contact mailbox is gone: the sync still answers, counting it.
     net.stop_relay(1).await;
     let r = bob.sync_now().await.unwrap();
     assert!(r.mailboxes_unreachable >= 1, "{r:?}");
-    alice.shutdown().await.unwrap();
-    bob.shutdown().await.unwrap();
-    net.shutdown().await;
+    shutdown_all(&[&alice, &bob], net).await;
 }
 
 /// The relay keeping Bob's mailboxes restarts (same keys and port, fresh onion keys): Bob's
@@ -785,9 +571,7 @@ async fn fetch_mode_sync_now_and_card_republication() {
 /// descriptor, and Alice's retries arrive exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mailbox_relay_restart_link_reconnects_and_retries_arrive_once() {
-    let seed = 7006;
-    println!("seed {seed}");
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut rng = seeded(7006);
     let mut net = Net::start(5, &mut rng).await;
     let tmp = tempfile::tempdir().unwrap();
     let n = net.nodes.clone();
@@ -842,21 +626,13 @@ async fn mailbox_relay_restart_link_reconnects_and_retries_arrive_once() {
     settled(&alice).await;
     no_more_texts(&mut bob_rx, a, Duration::from_millis(500)).await;
     assert_eq!(history(&bob, a).await.len(), 4);
-    alice.shutdown().await.unwrap();
-    bob.shutdown().await.unwrap();
-    net.shutdown().await;
+    shutdown_all(&[&alice, &bob], net).await;
 }
 
 #[tokio::test]
 async fn options_are_checked_and_the_seed_is_not_printed() {
     let mut rng = ChaCha20Rng::seed_from_u64(7007);
-    let (dht, _) = spawn(
-        IdentityKeyPair::generate(&mut rng),
-        "127.0.0.1:0".parse().unwrap(),
-        NetConfig::default(),
-    )
-    .await
-    .unwrap();
+    let dht = dht_node(&mut rng).await;
     let tmp = tempfile::tempdir().unwrap();
     let relay = NodeId::from_bytes([3; 32]);
     let config = DriverConfig {
@@ -975,9 +751,7 @@ fn copy_store(from: &Path, to: &Path) {
 /// reported lost, not skipped silently.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_store_restored_session_repairs_through_the_dht_card() {
-    let seed = 7008;
-    println!("seed {seed}");
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut rng = seeded(7008);
     let net = Net::start(5, &mut rng).await;
     let tmp = tempfile::tempdir().unwrap();
     let n = net.nodes.clone();
@@ -995,14 +769,14 @@ async fn stale_store_restored_session_repairs_through_the_dht_card() {
     )
     .await
     .unwrap();
-    let bob = start_with(
+    let bob = start_driver(
+        &net,
         Client::new(&mut rng, n[1], n.clone()),
-        new_store(&bob_path).await,
-        net.config(&mut rng).await,
-        opts(&mut rng),
+        &bob_path,
+        &mut rng,
+        opts,
     )
-    .await
-    .unwrap();
+    .await;
     let mut bob_rx = bob.subscribe();
     let b = add(&alice, &bob).await;
     let a = alice.address();
@@ -1016,14 +790,7 @@ async fn stale_store_restored_session_repairs_through_the_dht_card() {
     copy_store(&bob_path, &backup);
 
     // The conversation goes on from the live store: several ratchet steps both ways.
-    let store = ClientStore::open(&bob_path, b"correct horse")
-        .await
-        .unwrap();
-    let client = Client::load(&store).await.unwrap().unwrap();
-    let (bob, mut bob_rx) =
-        start_subscribed(client, store, net.config(&mut rng).await, opts(&mut rng))
-            .await
-            .unwrap();
+    let (bob, mut bob_rx) = restart_driver(&net, &bob_path, &mut rng, opts).await;
     for i in 0..2 {
         alice.send_text(b, format!("a{i}")).await.unwrap();
         assert_eq!(texts(&mut bob_rx, a, 1).await, [format!("a{i}")]);
@@ -1035,12 +802,7 @@ async fn stale_store_restored_session_repairs_through_the_dht_card() {
     bob.shutdown().await.unwrap();
 
     // Bob restores the stale copy.
-    let store = ClientStore::open(&backup, b"correct horse").await.unwrap();
-    let client = Client::load(&store).await.unwrap().unwrap();
-    let (bob, mut bob_rx) =
-        start_subscribed(client, store, net.config(&mut rng).await, opts(&mut rng))
-            .await
-            .unwrap();
+    let (bob, mut bob_rx) = restart_driver(&net, &backup, &mut rng, opts).await;
     let after: Vec<String> = (0..3).map(|i| format!("after {i}")).collect();
     for t in &after {
         alice.send_text(b, t.clone()).await.unwrap();
@@ -1061,21 +823,16 @@ async fn stale_store_restored_session_repairs_through_the_dht_card() {
     assert_eq!(got, after);
     assert_eq!((needs_card, repair), (1, 1));
     assert!(lost, "what the stale copy never saw is reported lost");
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        match tokio::time::timeout_at(deadline, alice_rx.recv()).await {
-            Ok(Ok(DriverEvent::SessionReset { from })) if from == b => break,
-            Ok(Ok(_)) => {}
-            other => panic!("alice never saw the reset: {other:?}"),
-        }
-    }
+    event(&mut alice_rx, "alice never saw the reset", |e| match e {
+        DriverEvent::SessionReset { from } if from == b => Some(()),
+        _ => None,
+    })
+    .await;
     bob.send_text(a, "recovered".into()).await.unwrap();
     assert_eq!(texts(&mut alice_rx, b, 1).await, ["recovered"]);
     settled(&alice).await;
     settled(&bob).await;
     // One repair only.
     no_more_texts(&mut bob_rx, a, Duration::from_millis(500)).await;
-    alice.shutdown().await.unwrap();
-    bob.shutdown().await.unwrap();
-    net.shutdown().await;
+    shutdown_all(&[&alice, &bob], net).await;
 }
