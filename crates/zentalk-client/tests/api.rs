@@ -66,6 +66,18 @@ async fn app(net: &Net, home: usize, dir: &Path, rng: &mut ChaCha20Rng) -> App {
     }
 }
 
+impl App {
+    /// `GET path` with this client's token.
+    async fn get(&self, seen: &mut Seen, path: &str) -> Reply {
+        http(seen, self.at, "GET", path, Some(&self.bearer), None).await
+    }
+
+    /// `POST path` with this client's token.
+    async fn post(&self, seen: &mut Seen, path: &str, body: Option<&[u8]>) -> Reply {
+        http(seen, self.at, "POST", path, Some(&self.bearer), body).await
+    }
+}
+
 // ---------------------------------------------------------------- HTTP and WebSocket
 
 struct Reply {
@@ -198,7 +210,7 @@ async fn two_clients_talk_through_the_local_api() {
     let alice = app(&net, 0, &tmp.path().join("alice"), &mut rng).await;
     let bob = app(&net, 1, &tmp.path().join("bob"), &mut rng).await;
     let mut seen = Seen::default();
-    let (a_auth, b_auth) = (Some(alice.bearer.as_str()), Some(bob.bearer.as_str()));
+    let a_auth = Some(alice.bearer.as_str());
 
     // The token file was created 0600 in the client directory.
     #[cfg(unix)]
@@ -209,12 +221,12 @@ async fn two_clients_talk_through_the_local_api() {
     }
 
     // Accounts: addresses and identity keys, as the drivers know them.
-    let r = http(&mut seen, bob.at, "GET", "/v1/account", b_auth, None).await;
+    let r = bob.get(&mut seen, "/v1/account").await;
     assert_eq!(r.status, 200);
     let bob_account: AccountView = r.parse();
     assert_eq!(bob_account.address, bob.driver.address().to_base32());
     assert_eq!(bob_account.address_hex, bob.driver.address().to_hex());
-    let r = http(&mut seen, alice.at, "GET", "/v1/account", a_auth, None).await;
+    let r = alice.get(&mut seen, "/v1/account").await;
     let alice_account: AccountView = r.parse();
     let a_addr = alice_account.address.clone();
     let b_addr = bob_account.address.clone();
@@ -226,15 +238,9 @@ async fn two_clients_talk_through_the_local_api() {
     let add = format!("{{\"identity_key\":\"{}\"}}", bob_account.identity_key);
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let contact: ContactView = loop {
-        let r = http(
-            &mut seen,
-            alice.at,
-            "POST",
-            "/v1/contacts",
-            a_auth,
-            Some(add.as_bytes()),
-        )
-        .await;
+        let r = alice
+            .post(&mut seen, "/v1/contacts", Some(add.as_bytes()))
+            .await;
         match r.status {
             200 => break r.parse(),
             404 | 502 if tokio::time::Instant::now() < deadline => {
@@ -245,7 +251,7 @@ async fn two_clients_talk_through_the_local_api() {
     };
     assert_eq!(contact.address, b_addr);
     assert_eq!(contact.identity_key, bob_account.identity_key);
-    let r = http(&mut seen, alice.at, "GET", "/v1/contacts", a_auth, None).await;
+    let r = alice.get(&mut seen, "/v1/contacts").await;
     let contacts: Vec<ContactView> = r.parse();
     assert_eq!(contacts.len(), 1);
 
@@ -298,34 +304,22 @@ async fn two_clients_talk_through_the_local_api() {
         assert_eq!(r.code(), *code);
     }
     let path = format!("/v1/conversations/{b_addr}/messages");
-    let r = http(&mut seen, alice.at, "GET", &path, a_auth, None).await;
+    let r = alice.get(&mut seen, &path).await;
     assert!(r.parse::<MessagesPage>().messages.is_empty());
     assert_eq!(alice.driver.pending().await.unwrap(), 0);
     // Sending to someone who is not a contact.
     let stranger = Address::from_bytes([7; 32]).to_base32();
     let body = format!("{{\"to\":\"{stranger}\",\"text\":\"x\"}}");
-    let r = http(
-        &mut seen,
-        alice.at,
-        "POST",
-        "/v1/messages",
-        a_auth,
-        Some(body.as_bytes()),
-    )
-    .await;
+    let r = alice
+        .post(&mut seen, "/v1/messages", Some(body.as_bytes()))
+        .await;
     assert_eq!((r.status, r.code().as_str()), (404, "unknown_contact"));
 
     // Alice sends through the API; Bob's WebSocket hears it.
     let text = "hello Bob, through three relays and an API";
-    let r = http(
-        &mut seen,
-        alice.at,
-        "POST",
-        "/v1/messages",
-        a_auth,
-        Some(&send(text)),
-    )
-    .await;
+    let r = alice
+        .post(&mut seen, "/v1/messages", Some(&send(text)))
+        .await;
     assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
     let sent: SendResponse = r.parse();
     assert_eq!(sent.to, b_addr);
@@ -347,7 +341,7 @@ async fn two_clients_talk_through_the_local_api() {
 
     // Bob's history and conversation list show it, unread.
     let path = format!("/v1/conversations/{a_addr}/messages?limit=10");
-    let r = http(&mut seen, bob.at, "GET", &path, b_auth, None).await;
+    let r = bob.get(&mut seen, &path).await;
     assert_eq!(r.status, 200);
     let page: MessagesPage = r.parse();
     assert_eq!(page.messages.len(), 1);
@@ -357,7 +351,7 @@ async fn two_clients_talk_through_the_local_api() {
         (m.id.as_str(), m.text.as_str(), m.outgoing, m.read),
         (sent.id.as_str(), text, false, false)
     );
-    let r = http(&mut seen, bob.at, "GET", "/v1/conversations", b_auth, None).await;
+    let r = bob.get(&mut seen, "/v1/conversations").await;
     let convs: Vec<ConversationView> = r.parse();
     assert_eq!(convs.len(), 1);
     assert_eq!(
@@ -374,20 +368,12 @@ async fn two_clients_talk_through_the_local_api() {
 
     // Bob types and reads; Alice's WebSocket sees both, end to end.
     let path = format!("/v1/conversations/{a_addr}/typing");
-    let r = http(
-        &mut seen,
-        bob.at,
-        "POST",
-        &path,
-        b_auth,
-        Some(b"{\"typing\":true}"),
-    )
-    .await;
+    let r = bob.post(&mut seen, &path, Some(b"{\"typing\":true}")).await;
     assert_eq!(r.status, 204);
     let path = format!("/v1/conversations/{a_addr}/read");
-    let r = http(&mut seen, bob.at, "POST", &path, b_auth, None).await;
+    let r = bob.post(&mut seen, &path, None).await;
     assert_eq!(r.status, 204);
-    let r = http(&mut seen, bob.at, "GET", "/v1/conversations", b_auth, None).await;
+    let r = bob.get(&mut seen, "/v1/conversations").await;
     assert_eq!(r.parse::<Vec<ConversationView>>()[0].unread, 0);
     let (mut typed, mut read) = (false, false);
     while !(typed && read) {
@@ -401,7 +387,7 @@ async fn two_clients_talk_through_the_local_api() {
         read |= e == 2;
     }
     let path = format!("/v1/conversations/{b_addr}/messages");
-    let r = http(&mut seen, alice.at, "GET", &path, a_auth, None).await;
+    let r = alice.get(&mut seen, &path).await;
     let page: MessagesPage = r.parse();
     assert_eq!(page.messages.len(), 1);
     assert_eq!(
@@ -410,10 +396,10 @@ async fn two_clients_talk_through_the_local_api() {
     );
 
     // Only the one message was ever sent: nothing refused above slipped through.
-    let r = http(&mut seen, bob.at, "GET", "/v1/conversations", b_auth, None).await;
+    let r = bob.get(&mut seen, "/v1/conversations").await;
     assert_eq!(r.parse::<Vec<ConversationView>>().len(), 1);
     let path = format!("/v1/conversations/{a_addr}/messages");
-    let r = http(&mut seen, bob.at, "GET", &path, b_auth, None).await;
+    let r = bob.get(&mut seen, &path).await;
     assert_eq!(r.parse::<MessagesPage>().messages.len(), 1);
 
     // No response and no event carried secret material of either client, nor a token.

@@ -87,6 +87,43 @@ async fn history(d: &DriverHandle, peer: Address) -> Vec<HistoryMessage> {
     d.messages(peer, None, 500).await.unwrap()
 }
 
+/// Polls the history of `d` with `peer` every 20 ms until `done` holds of it, within
+/// [`PATIENCE`] (else fails with `what` and the history); returns it.
+async fn history_when(
+    d: &DriverHandle,
+    peer: Address,
+    what: &str,
+    done: impl Fn(&[HistoryMessage]) -> bool,
+) -> Vec<HistoryMessage> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let h = history(d, peer).await;
+        if done(&h) {
+            return h;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {h:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Alice (home relay 0) and Bob (home relay 1), their mailboxes on `keep`, started in that
+/// order on new stores `alice.db` in `dir` and `bob_path`.
+async fn alice_and_bob(
+    net: &Net,
+    dir: &Path,
+    bob_path: &Path,
+    keep: &[NodeId],
+    rng: &mut ChaCha20Rng,
+    opts: impl Fn(&mut ChaCha20Rng) -> DriverOptions,
+) -> (DriverHandle, DriverHandle) {
+    let n = &net.nodes;
+    let alice_client = Client::new(rng, n[0], keep.to_vec());
+    let alice = start_driver(net, alice_client, &dir.join("alice.db"), rng, &opts).await;
+    let bob_client = Client::new(rng, n[1], keep.to_vec());
+    let bob = start_driver(net, bob_client, bob_path, rng, &opts).await;
+    (alice, bob)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_drivers_exchange_by_push_with_history_unread_and_receipts() {
     let mut rng = seeded(7001);
@@ -180,22 +217,12 @@ async fn two_drivers_exchange_by_push_with_history_unread_and_receipts() {
     assert_eq!(bob_convs[0].unread, 6);
     alice.mark_read(b).await.unwrap();
     assert_eq!(alice.conversations().await.unwrap()[0].unread, 0);
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let bh = history(&bob, a).await;
-        if bh
-            .iter()
+    history_when(&bob, a, "no read receipts", |bh| {
+        bh.iter()
             .filter(|m| m.outgoing)
             .all(|m| m.status == MessageStatus::Read)
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no read receipts: {bh:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 
     // Typing reaches the peer as an event.
     alice.set_typing(b, true).await.unwrap();
@@ -268,22 +295,7 @@ async fn restarted_driver_finds_everything_sent_while_it_was_down() {
     let tmp = tempfile::tempdir().unwrap();
     let n = &net.nodes;
     let bob_path = tmp.path().join("bob.db");
-    let alice = start_driver(
-        &net,
-        Client::new(&mut rng, n[0], n.clone()),
-        &tmp.path().join("alice.db"),
-        &mut rng,
-        options,
-    )
-    .await;
-    let bob = start_driver(
-        &net,
-        Client::new(&mut rng, n[1], n.clone()),
-        &bob_path,
-        &mut rng,
-        options,
-    )
-    .await;
+    let (alice, bob) = alice_and_bob(&net, tmp.path(), &bob_path, n, &mut rng, options).await;
     let mut bob_rx = bob.subscribe();
     let b = add(&alice, &bob).await;
     let a = alice.address();
@@ -310,30 +322,22 @@ async fn restarted_driver_finds_everything_sent_while_it_was_down() {
             .await
             .unwrap();
     assert_eq!(texts(&mut bob_rx, a, 4).await, during);
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let h = history(&bob, a).await;
-        let incoming: Vec<&str> = h
-            .iter()
-            .rev()
-            .filter(|m| !m.outgoing)
-            .map(|m| m.text.as_str())
-            .collect();
-        if incoming.len() >= 6 {
-            assert_eq!(
-                incoming,
-                [
-                    "before 0", "before 1", "during 0", "during 1", "during 2", "during 3"
-                ]
-            );
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "history: {incoming:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let h = history_when(&bob, a, "history", |h| {
+        h.iter().filter(|m| !m.outgoing).count() >= 6
+    })
+    .await;
+    let incoming: Vec<&str> = h
+        .iter()
+        .rev()
+        .filter(|m| !m.outgoing)
+        .map(|m| m.text.as_str())
+        .collect();
+    assert_eq!(
+        incoming,
+        [
+            "before 0", "before 1", "during 0", "during 1", "during 2", "during 3"
+        ]
+    );
     settled(&alice).await;
     no_more_texts(&mut bob_rx, a, Duration::from_millis(800)).await;
     assert_eq!(history(&bob, a).await.len(), 6);
@@ -352,22 +356,8 @@ async fn relay_stopped_mid_run_messages_take_other_routes_exactly_once() {
     let n = net.nodes.clone();
     // Mailboxes only on relays 0 and 1; relays 2..4 only forward.
     let keep = vec![n[0], n[1]];
-    let alice = start_driver(
-        &net,
-        Client::new(&mut rng, n[0], keep.clone()),
-        &tmp.path().join("alice.db"),
-        &mut rng,
-        options,
-    )
-    .await;
-    let bob = start_driver(
-        &net,
-        Client::new(&mut rng, n[1], keep),
-        &tmp.path().join("bob.db"),
-        &mut rng,
-        options,
-    )
-    .await;
+    let bob_path = tmp.path().join("bob.db");
+    let (alice, bob) = alice_and_bob(&net, tmp.path(), &bob_path, &keep, &mut rng, options).await;
     let mut alice_rx = alice.subscribe();
     let mut bob_rx = bob.subscribe();
     let b = add(&alice, &bob).await;
@@ -461,24 +451,9 @@ async fn receiver_killed_mid_stream_loses_nothing_and_sees_nothing_twice() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (bob, mut bob_rx) = restart_driver(&net, &bob_path, &mut rng, options).await;
     // The history, which is what survives a crash, ends up with every text once, in order.
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let incoming: Vec<String> = history(&bob, a)
-            .await
-            .into_iter()
-            .rev()
-            .map(|m| m.text)
-            .collect();
-        if incoming.len() >= sent.len() {
-            assert_eq!(incoming, sent);
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "history: {incoming:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let h = history_when(&bob, a, "history", |h| h.len() >= sent.len()).await;
+    let incoming: Vec<String> = h.into_iter().rev().map(|m| m.text).collect();
+    assert_eq!(incoming, sent);
     settled(&alice).await;
     // Events are announcements, not the record: a text saved just before the kill may never
     // be announced (the restarted engine knows it), but none is announced twice or out of
