@@ -14,6 +14,10 @@
 //!   calls all issued at once); prints when the last `send_text` returned and when the last
 //!   text was announced by Bob, and texts/s = M / the latter.
 //!
+//! `DRIVER_BENCH_DIR` chooses where the relays' mailboxes and the two client stores live
+//! (default: the system temporary directory); run it once on the real disk and once on tmpfs
+//! (`/dev/shm`) to separate the fsync latency from the rest.
+//!
 //! Prints the load average (`/proc/loadavg`) before and after: the figures depend on what
 //! else runs on the machine.
 //!
@@ -227,7 +231,11 @@ async fn run() {
     println!("driver bench: {RELAYS} relays, 3-hop routes, N = {n} sequential, M = {m} concurrent");
     println!("load average at start: {}", loadavg());
     let mut rng = ChaCha20Rng::seed_from_u64(4242);
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = match std::env::var_os("DRIVER_BENCH_DIR") {
+        Some(d) => tempfile::tempdir_in(d).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
+    println!("stores in {}", tmp.path().display());
     let net = Net::start(tmp.path(), &mut rng).await;
     let alice = driver(&net, &tmp.path().join("alice.db"), net.nodes[0], &mut rng).await;
     let bob = driver(&net, &tmp.path().join("bob.db"), net.nodes[1], &mut rng).await;
