@@ -137,20 +137,6 @@ pub fn conversation_id(peer: &Address) -> ConversationId {
     ConversationId(id)
 }
 
-/// Runs `ClientStore::insert_messages` on a blocking thread. The driver task is spawned, so
-/// every future it awaits must be `Send`; this keeps it so whatever the store's insert future
-/// is (its group commit may hold non-`Send` borrows of a connection).
-async fn insert_detached(
-    store: &Arc<ClientStore>,
-    rows: Vec<NewMessage>,
-) -> Result<Vec<Option<i64>>, StoreError> {
-    let store = Arc::clone(store);
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || handle.block_on(store.insert_messages(&rows)))
-        .await
-        .map_err(|_| StoreError::Io(std::io::Error::other("history insert task failed")))?
-}
-
 /// Bytes of one (message id, seq) entry of a seq group.
 const SEQ_ENTRY_LEN: usize = 16 + 8;
 
@@ -289,7 +275,7 @@ impl History {
             });
         }
         for chunk in rows.chunks(store::MAX_INSERT_BATCH) {
-            insert_detached(store, chunk.to_vec()).await?;
+            store.insert_messages(chunk).await?;
         }
         let mut groups: std::collections::BTreeMap<(ConversationId, i64), Vec<(MessageId, u64)>> =
             std::collections::BTreeMap::new();
