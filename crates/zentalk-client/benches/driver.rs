@@ -161,21 +161,30 @@ impl Net {
     }
 }
 
-fn options(rng: &mut ChaCha20Rng) -> DriverOptions {
+/// Default options, except the event channel: it holds a whole burst (a bench reader that
+/// falls behind would otherwise lose events).
+fn options(rng: &mut ChaCha20Rng, burst: usize) -> DriverOptions {
     let mut seed = [0u8; 32];
     rng.fill_bytes(&mut seed);
     DriverOptions {
         rng_seed: Some(seed),
+        event_capacity: (4 * burst).max(zentalk_client::driver::DEFAULT_EVENT_CAPACITY),
         ..DriverOptions::default()
     }
 }
 
-async fn driver(net: &Net, path: &Path, home: NodeId, rng: &mut ChaCha20Rng) -> DriverHandle {
+async fn driver(
+    net: &Net,
+    path: &Path,
+    home: NodeId,
+    burst: usize,
+    rng: &mut ChaCha20Rng,
+) -> DriverHandle {
     let client = Client::new(rng, home, net.nodes.clone());
     let store = ClientStore::create(path, b"correct horse", KdfParams::TEST)
         .await
         .unwrap();
-    start_with(client, store, net.config(rng).await, options(rng))
+    start_with(client, store, net.config(rng).await, options(rng, burst))
         .await
         .unwrap()
 }
@@ -237,8 +246,15 @@ async fn run() {
     };
     println!("stores in {}", tmp.path().display());
     let net = Net::start(tmp.path(), &mut rng).await;
-    let alice = driver(&net, &tmp.path().join("alice.db"), net.nodes[0], &mut rng).await;
-    let bob = driver(&net, &tmp.path().join("bob.db"), net.nodes[1], &mut rng).await;
+    let alice = driver(
+        &net,
+        &tmp.path().join("alice.db"),
+        net.nodes[0],
+        m,
+        &mut rng,
+    )
+    .await;
+    let bob = driver(&net, &tmp.path().join("bob.db"), net.nodes[1], m, &mut rng).await;
     let mut rx = bob.subscribe();
     let b = add(&alice, &bob).await;
     let mut early = HashSet::new();
