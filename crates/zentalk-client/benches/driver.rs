@@ -25,7 +25,7 @@
 //! `--bench`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -203,14 +203,16 @@ async fn add(a: &DriverHandle, whom: &DriverHandle) -> Address {
 }
 
 /// Waits for Bob's `Message` events until every id in `want` was announced (ids announced
-/// before they were known to the caller are in `early`).
+/// before they were known to the caller are in `early`). On timeout returns how many did not
+/// arrive and the other events Bob announced meanwhile, by kind.
 async fn arrived(
     rx: &mut broadcast::Receiver<DriverEvent>,
     want: &mut HashSet<MessageId>,
     early: &mut HashSet<MessageId>,
-) {
+) -> Result<(), (usize, BTreeMap<String, usize>)> {
     want.retain(|id| !early.remove(id));
     let deadline = Instant::now() + PATIENCE;
+    let mut other = BTreeMap::new();
     while !want.is_empty() {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Ok(Ok(DriverEvent::Message { id, .. })) => {
@@ -218,11 +220,16 @@ async fn arrived(
                     early.insert(id);
                 }
             }
-            Ok(Ok(_)) => {}
+            Ok(Ok(e)) => {
+                let kind = format!("{e:?}");
+                let kind = kind.split([' ', '{']).next().unwrap_or("?").to_owned();
+                *other.entry(kind).or_insert(0) += 1;
+            }
             Ok(Err(e)) => panic!("events: {e}"),
-            Err(_) => panic!("{} texts did not arrive", want.len()),
+            Err(_) => return Err((want.len(), other)),
         }
     }
+    Ok(())
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -234,7 +241,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-async fn run() {
+/// Runs both measurements; false if some text of the burst never arrived.
+async fn run() -> bool {
     let n = env_usize("DRIVER_BENCH_N", 300);
     let m = env_usize("DRIVER_BENCH_M", 500);
     println!("driver bench: {RELAYS} relays, 3-hop routes, N = {n} sequential, M = {m} concurrent");
@@ -261,7 +269,9 @@ async fn run() {
 
     for i in 0..WARM_UP {
         let id = alice.send_text(b, format!("warm-up {i}")).await.unwrap();
-        arrived(&mut rx, &mut HashSet::from([id]), &mut early).await;
+        arrived(&mut rx, &mut HashSet::from([id]), &mut early)
+            .await
+            .unwrap();
     }
 
     // (a) One text at a time.
@@ -270,7 +280,9 @@ async fn run() {
     for i in 0..n {
         let t0 = Instant::now();
         let id = alice.send_text(b, format!("text {i}")).await.unwrap();
-        arrived(&mut rx, &mut HashSet::from([id]), &mut early).await;
+        arrived(&mut rx, &mut HashSet::from([id]), &mut early)
+            .await
+            .unwrap();
         lat.push(t0.elapsed());
     }
     let seq_total = t_all.elapsed();
@@ -295,7 +307,18 @@ async fn run() {
     let ids: Vec<MessageId> = futures::future::join_all(sends).await;
     let queued = t0.elapsed();
     let mut want: HashSet<MessageId> = ids.into_iter().collect();
-    arrived(&mut rx, &mut want, &mut early).await;
+    if let Err((missing, other)) = arrived(&mut rx, &mut want, &mut early).await {
+        println!(
+            "burst: {missing} of {m} texts not announced by the peer after {} s; Alice still \
+             has {} unacknowledged; other events at the peer meanwhile: {other:?}",
+            PATIENCE.as_secs(),
+            alice.pending().await.unwrap()
+        );
+        let _ = alice.shutdown().await;
+        let _ = bob.shutdown().await;
+        net.shutdown().await;
+        return false;
+    }
     let done = t0.elapsed();
     println!(
         "throughput {m} concurrent send_text: all queued in {:.0} ms, all arrived in {:.0} ms: \
@@ -309,6 +332,7 @@ async fn run() {
     let _ = alice.shutdown().await;
     let _ = bob.shutdown().await;
     net.shutdown().await;
+    true
 }
 
 fn main() {
@@ -317,10 +341,13 @@ fn main() {
         println!("driver bench: pass --bench to run");
         return;
     }
-    tokio::runtime::Builder::new_multi_thread()
+    let complete = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap()
         .block_on(run());
+    if !complete {
+        std::process::exit(1);
+    }
 }
