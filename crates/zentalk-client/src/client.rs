@@ -33,6 +33,11 @@ pub const GAP_TIMEOUT_MS: u64 = 120_000;
 /// Most out-of-order messages buffered per conversation; one more declares the oldest gap
 /// lost.
 pub const MAX_REORDER: usize = 256;
+
+/// Ranges of sequence numbers reported lost ([`Event::MessagesLost`]) that are remembered per
+/// contact, so that a text of such a range arriving late is still shown (once) instead of being
+/// acknowledged and dropped. Beyond this many ranges the oldest is forgotten.
+pub const MAX_LOST_RANGES: usize = 64;
 /// Most control messages held per contact while no mailbox of theirs is known.
 pub const MAX_PENDING_CONTROLS: usize = 64;
 /// Undecryptable messages from one contact before a fresh session is negotiated.
@@ -164,6 +169,8 @@ pub(crate) struct Contact {
     pub(crate) next_send_seq: u64,
     pub(crate) next_recv_seq: u64,
     pub(crate) reorder: BTreeMap<u64, Inner>,
+    /// Sequence ranges (first -> last) reported lost whose texts may still arrive late.
+    pub(crate) lost: BTreeMap<u64, u64>,
     pub(crate) gap_since_ms: Option<u64>,
     pub(crate) unacked: BTreeMap<u64, Pending>,
     pub(crate) pending_controls: VecDeque<Vec<u8>>,
@@ -186,6 +193,38 @@ pub(crate) struct Parts<'a> {
 }
 
 impl Contact {
+    /// Remembers `first..=last` as reported lost (at most [`MAX_LOST_RANGES`] ranges).
+    pub(crate) fn note_lost(&mut self, first: u64, last: u64) {
+        if first > last {
+            return;
+        }
+        self.lost.insert(first, last);
+        while self.lost.len() > MAX_LOST_RANGES {
+            self.lost.pop_first();
+        }
+    }
+
+    /// Whether `seq` was reported lost; if so it is taken out of its range (it arrived).
+    pub(crate) fn take_lost(&mut self, seq: u64) -> bool {
+        let Some((&first, &last)) = self.lost.range(..=seq).next_back() else {
+            return false;
+        };
+        if last < seq {
+            return false;
+        }
+        self.lost.remove(&first);
+        if first < seq {
+            self.lost.insert(first, seq - 1);
+        }
+        if seq < last {
+            self.lost.insert(seq + 1, last);
+        }
+        while self.lost.len() > MAX_LOST_RANGES {
+            self.lost.pop_first();
+        }
+        true
+    }
+
     pub(crate) fn new(identity: IdentityPublicKey) -> Self {
         Self {
             identity,
@@ -196,6 +235,7 @@ impl Contact {
             next_send_seq: 1,
             next_recv_seq: 1,
             reorder: BTreeMap::new(),
+            lost: BTreeMap::new(),
             gap_since_ms: None,
             unacked: BTreeMap::new(),
             pending_controls: VecDeque::new(),
@@ -701,6 +741,7 @@ impl Client {
             first: c.next_recv_seq,
             last: first_buffered - 1,
         });
+        c.note_lost(c.next_recv_seq, first_buffered - 1);
         c.next_recv_seq = first_buffered;
         c.gap_since_ms = None;
         self.drain(a, now_ms);
@@ -965,9 +1006,19 @@ impl Client {
             }
             c.next_recv_seq = inner.seq;
             c.reorder.retain(|s, _| *s > inner.seq);
+            // The numbering starts over from the reset: old lost ranges mean nothing now.
+            c.lost.clear();
             c.gap_since_ms = None;
         }
         if inner.seq < c.next_recv_seq || c.reorder.contains_key(&inner.seq) {
+            // A duplicate (already shown or buffered), or a text of a range reported lost that
+            // arrives late: that one is shown now, once (its range forgets it), rather than
+            // acknowledged and dropped. Only texts are applied late: a late handover or reset
+            // would undo newer state.
+            let late = inner.seq < c.next_recv_seq && c.take_lost(inner.seq);
+            if late && matches!(inner.body, Body::Text(_)) {
+                self.apply(from, inner);
+            }
             return Ok(());
         }
         let seq = inner.seq;

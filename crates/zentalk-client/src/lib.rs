@@ -69,8 +69,8 @@ mod tests;
 
 pub use card::{CARD_VERSION, ContactCard};
 pub use client::{
-    Client, ContactInfo, Event, GAP_TIMEOUT_MS, MAX_PENDING_CONTROLS, MAX_REORDER, Outgoing,
-    REPAIR_AFTER_FAILURES, RETRY_INITIAL_MS, RETRY_MAX_MS, SEEN_CAPACITY,
+    Client, ContactInfo, Event, GAP_TIMEOUT_MS, MAX_LOST_RANGES, MAX_PENDING_CONTROLS, MAX_REORDER,
+    Outgoing, REPAIR_AFTER_FAILURES, RETRY_INITIAL_MS, RETRY_MAX_MS, SEEN_CAPACITY,
 };
 pub use directory::{Directory, ROUTE_LEN, RelayEntry};
 pub use driver::{

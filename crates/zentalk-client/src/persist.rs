@@ -18,7 +18,11 @@ use crate::mailbox::{MailboxAddr, MailboxKey};
 use crate::payload::Inner;
 
 /// Version of the snapshot format.
-pub const SNAPSHOT_VERSION: u8 = 1;
+pub const SNAPSHOT_VERSION: u8 = 2;
+
+/// Per contact, in the order of `Snap::contacts`: the sequence ranges reported lost. Version 2
+/// appends this list after the version-1 layout; a version-1 snapshot has none.
+type LostSnap = Vec<Vec<(u64, u64)>>;
 /// Account-key name of the pickle key in the store.
 pub const PICKLE_KEY_NAME: &str = "client/pickle-key";
 /// Account-key name of the snapshot in the store.
@@ -131,18 +135,40 @@ impl Client {
                 })
                 .collect(),
         };
-        postcard::to_allocvec(&snap)
-            .map(zeroize::Zeroizing::new)
-            .map_err(|_| ClientError::Snapshot("encoding failed"))
+        let lost: LostSnap = p
+            .contacts
+            .values()
+            .map(|c| c.lost.iter().map(|(f, l)| (*f, *l)).collect())
+            .collect();
+        let mut out = zeroize::Zeroizing::new(
+            postcard::to_allocvec(&snap).map_err(|_| ClientError::Snapshot("encoding failed"))?,
+        );
+        let tail =
+            postcard::to_allocvec(&lost).map_err(|_| ClientError::Snapshot("encoding failed"))?;
+        out.extend_from_slice(&tail);
+        Ok(out)
     }
 
     /// Rebuilds an engine from [`Client::snapshot`] output.
     pub fn restore(bytes: &[u8], pickle_key: &[u8; 32]) -> Result<Self, ClientError> {
-        let snap: Snap =
-            postcard::from_bytes(bytes).map_err(|_| ClientError::Snapshot("not a snapshot"))?;
-        if snap.version != SNAPSHOT_VERSION {
-            return Err(ClientError::Snapshot("unknown snapshot version"));
+        let (snap, rest): (Snap, &[u8]) = postcard::take_from_bytes(bytes)
+            .map_err(|_| ClientError::Snapshot("not a snapshot"))?;
+        let mut lost: LostSnap = match snap.version {
+            1 if rest.is_empty() => Vec::new(),
+            1 => return Err(ClientError::Snapshot("not a snapshot")),
+            SNAPSHOT_VERSION => {
+                postcard::from_bytes(rest).map_err(|_| ClientError::Snapshot("not a snapshot"))?
+            }
+            _ => return Err(ClientError::Snapshot("unknown snapshot version")),
+        };
+        if lost.len() > snap.contacts.len()
+            || lost
+                .iter()
+                .any(|r| r.len() > crate::client::MAX_LOST_RANGES || r.iter().any(|(f, l)| f > l))
+        {
+            return Err(BAD);
         }
+        lost.resize(snap.contacts.len(), Vec::new());
         let account = Account::from_pickle(&snap.account, pickle_key)?;
         let mut client = Client::from_parts(
             account,
@@ -152,9 +178,10 @@ impl Client {
                 .map(|b| NodeId::from_bytes(*b))
                 .collect(),
         );
-        for cs in snap.contacts {
+        for (cs, lost) in snap.contacts.into_iter().zip(lost) {
             let identity = IdentityPublicKey::from_bytes(&cs.identity)?;
             let mut c = Contact::new(identity);
+            c.lost = lost.into_iter().collect();
             c.bundle = cs
                 .bundle
                 .map(|b| PrekeyBundle::from_bytes(&b))

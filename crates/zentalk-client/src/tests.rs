@@ -290,6 +290,55 @@ fn a_gap_that_never_fills_is_reported_lost_then_skipped() {
     assert!(lost.is_some() && three.is_some() && lost < three, "{ev:?}");
 }
 
+/// A text whose gap was reported lost (the reorder buffer overflowed) that arrives late is
+/// shown then, once, and survives a snapshot; it is not acknowledged and dropped.
+#[test]
+fn a_text_reported_lost_that_arrives_late_is_shown_once() {
+    let mut net = Net::new(9);
+    let mut alice = net.client(1);
+    let mut bob = net.client(2);
+    let b = introduce(&mut net, &mut alice, &mut bob);
+    alice.send_text(&mut net.rng, &b, "one", 0).unwrap();
+    net.settle(&mut alice, &mut bob, 0);
+    assert_eq!(texts(&mut bob).len(), 1);
+    alice.send_text(&mut net.rng, &b, "late", 0).unwrap();
+    let held = alice.poll_outgoing().unwrap();
+    // More texts than the reorder buffer holds arrive before the held one.
+    for i in 0..=crate::MAX_REORDER {
+        alice
+            .send_text(&mut net.rng, &b, &format!("n{i}"), 0)
+            .unwrap();
+    }
+    net.flush(&mut alice);
+    net.fetch(&mut bob, 10);
+    let ev = events(&mut bob);
+    let a = alice.address();
+    assert!(
+        ev.contains(&Event::MessagesLost {
+            from: a,
+            first: 3,
+            last: 3
+        }),
+        "{ev:?}"
+    );
+    let shown = ev
+        .iter()
+        .filter(|e| matches!(e, Event::Message { .. }))
+        .count();
+    assert_eq!(shown, crate::MAX_REORDER + 1);
+    // Bob's state is saved and restored before the late text arrives.
+    let key = [7u8; 32];
+    let snap = bob.snapshot(&mut net.rng, &key).unwrap();
+    let mut bob = Client::restore(&snap, &key).unwrap();
+    let id = held.dest.mailbox;
+    bob.handle_delivery(&mut net.rng, &id, &held.payload, 20)
+        .unwrap();
+    assert_eq!(texts(&mut bob), vec![(3, "late".to_string())]);
+    // The same text again (a retry) is not shown twice.
+    let _ = bob.handle_delivery(&mut net.rng, &id, &held.payload, 30);
+    assert!(texts(&mut bob).is_empty());
+}
+
 #[test]
 fn two_contacts_write_to_mailboxes_that_share_nothing() {
     let mut net = Net::new(5);
