@@ -1,6 +1,6 @@
 //! The network side: Noise links to relays (zentalk-relay's XK initiator), sending onion
 //! packets to a first hop, and opening an owned mailbox (challenge, auth, batch, push, fetch,
-//! ack) as `docs/network-contract` describes.
+//! ack) as docs/protocol/zentalk-relay.md (section 6) describes.
 //!
 //! Every link uses a fresh Noise static key, so a relay cannot tell that two links (for
 //! example to two mailboxes of the same user) come from the same client.
