@@ -248,6 +248,24 @@ pub(crate) struct SenderSettings {
     pub(crate) idle: Duration,
 }
 
+/// Reports `job` not sent because `relay` failed, and returns the sender's end reason.
+async fn relay_failed(
+    reports: &mpsc::Sender<Report>,
+    job: u64,
+    relay: NodeId,
+    reason: String,
+) -> (bool, String) {
+    let _ = reports
+        .send(Report::NotSent {
+            job,
+            relay,
+            relay_failed: true,
+            reason: reason.clone(),
+        })
+        .await;
+    (true, reason)
+}
+
 /// Sends packets to one first hop over one link (opened on the first packet, with a fresh
 /// Noise key), reporting each; ends after `idle` without packets, when the relay closes the
 /// link, or at the first failure (every packet still queued is then reported not sent).
@@ -278,71 +296,40 @@ pub(crate) async fn sender_task(
         let mut l = match link.take() {
             Some(l) => l,
             None => {
-                match tokio::time::timeout(
+                let opened = tokio::time::timeout(
                     settings.connect_timeout,
                     PacketLink::open(&entry, &settings.limits, &mut rng),
                 )
-                .await
-                {
+                .await;
+                match opened {
                     Ok(Ok(l)) => l,
                     Ok(Err(e)) => {
-                        let reason = e.to_string();
-                        let _ = reports
-                            .send(Report::NotSent {
-                                job: job.job,
-                                relay,
-                                relay_failed: true,
-                                reason: reason.clone(),
-                            })
-                            .await;
-                        break (true, reason);
+                        break relay_failed(&reports, job.job, relay, e.to_string()).await;
                     }
                     Err(_) => {
-                        let reason = "connect timed out".to_owned();
-                        let _ = reports
-                            .send(Report::NotSent {
-                                job: job.job,
-                                relay,
-                                relay_failed: true,
-                                reason: reason.clone(),
-                            })
-                            .await;
-                        break (true, reason);
+                        break relay_failed(
+                            &reports,
+                            job.job,
+                            relay,
+                            "connect timed out".to_owned(),
+                        )
+                        .await;
                     }
                 }
             }
         };
-        match tokio::time::timeout(settings.limits.send_timeout, l.send(job.packet, &mut rng)).await
-        {
+        let sent =
+            tokio::time::timeout(settings.limits.send_timeout, l.send(job.packet, &mut rng)).await;
+        match sent {
             Ok(Ok(())) => {
                 link = Some(l);
                 if reports.send(Report::Sent { job: job.job }).await.is_err() {
                     break (false, "driver gone".to_owned());
                 }
             }
-            Ok(Err(e)) => {
-                let reason = e.to_string();
-                let _ = reports
-                    .send(Report::NotSent {
-                        job: job.job,
-                        relay,
-                        relay_failed: true,
-                        reason: reason.clone(),
-                    })
-                    .await;
-                break (true, reason);
-            }
+            Ok(Err(e)) => break relay_failed(&reports, job.job, relay, e.to_string()).await,
             Err(_) => {
-                let reason = "send timed out".to_owned();
-                let _ = reports
-                    .send(Report::NotSent {
-                        job: job.job,
-                        relay,
-                        relay_failed: true,
-                        reason: reason.clone(),
-                    })
-                    .await;
-                break (true, reason);
+                break relay_failed(&reports, job.job, relay, "send timed out".to_owned()).await;
             }
         }
     };
